@@ -1,0 +1,1 @@
+"""Study files, the command line and experiment tracking around the core SimCLR library."""

@@ -1,0 +1,105 @@
+"""Command line: ``python -m ablations <command>``.
+
+Exit status: 0 success, 2 bad input (config file, option, data), 3 the run diverged, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from ablations.runconfig_file import config_digest, load_run_config
+from ablations.summary import format_result
+from ablations.yamlfile import ConfigFileError, parse_assignments
+
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+
+TRAIN_EPILOG = """\
+examples:
+  python -m ablations train configs/quickstart.yaml
+  python -m ablations train configs/quickstart.yaml --set loss.temperature=0.2 --set train.epochs=5
+  python -m ablations train --set data.source=synthetic --set model.encoder=resnet_small --set train.epochs=2
+
+Without CONFIG the paper's CIFAR-10 defaults are used (ResNet-18 CIFAR stem, batch 512, 1000 epochs,
+LARS lr 1.0 x B/256, temperature 0.5, colour strength 0.5), reading CIFAR-10 from data.root (./data).
+The run directory holds checkpoint.pt (written every epoch) and result.json; running the same
+command again resumes from the checkpoint, or returns the stored result if the run had finished.
+"""
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "train",
+        help="train and evaluate one run config",
+        description="Pretrain SimCLR with one run config, then evaluate it (kNN and linear).",
+        epilog=TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", nargs="?", type=Path, help="run config YAML (sections: data, augment, model, loss, optim, train, eval)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one field by dotted path (repeatable)")
+    p.add_argument("--run-dir", type=Path, help="where checkpoint and result go (default: runs/train/<config name>-<config hash>)")
+    p.add_argument("--fresh", action="store_true", help="discard an existing checkpoint in the run directory and start over")
+    p.add_argument("--json", dest="json_out", type=Path, help="also write the final metrics to this JSON file")
+    p.set_defaults(func=cmd_train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ablations",
+        description="Reproduce and extend the ablations of SimCLR (Chen et al., ICML 2020).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from core.data import DataError
+    from core.trainer import TrainingDiverged, train
+
+    try:
+        config = load_run_config(args.config, parse_assignments(args.overrides))
+    except ConfigFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    stem = args.config.stem if args.config else "defaults"
+    run_dir = args.run_dir or Path("runs") / "train" / f"{stem}-{config_digest(config)}"
+    if args.fresh and run_dir.exists():
+        shutil.rmtree(run_dir)
+    result_path = run_dir / "result.json"
+    if result_path.exists():
+        print(f"{run_dir}: already finished (use --fresh to train again)", file=sys.stderr)
+        result = json.loads(result_path.read_text())
+        print(format_result(result))
+        return 0
+    try:
+        outcome = train(config, run_dir=run_dir)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print(f"status: diverged (run directory {run_dir})", file=sys.stderr)
+        return EXIT_DIVERGED
+    result = {
+        "run_dir": str(run_dir),
+        "metrics": outcome.metrics,
+        "protocols": {a.name: a.protocol for a in outcome.accuracies},
+        "history": outcome.history,
+        "config": config.model_dump(mode="json"),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result_path.write_text(json.dumps(result, indent=2))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(result, indent=2))
+    print(format_result(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

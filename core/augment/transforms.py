@@ -1,0 +1,297 @@
+"""The seven transformations of the paper's Figure 5, batched with per-sample random parameters.
+
+Each transformation splits into ``sample`` (draw the parameters of every image from a
+``torch.Generator`` on the batch's device) and ``apply`` (transform the batch with them), so the
+parameters can be inspected and compared with the per-image torchvision pipeline. Images are float
+tensors in [0, 1] of shape (B, C, H, W) on any device; nothing loops over images in Python.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from core.augment import color as colorops
+from core.config import BlurConfig, ColorConfig, CropConfig, CutoutConfig, NoiseConfig, RotateConfig
+
+Params = dict[str, torch.Tensor]
+
+
+class Transform(Protocol):
+    """One transformation: draw per-image parameters, then apply them to the batch."""
+
+    name: str
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Params: ...
+
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor: ...
+
+
+def _uniform(n: int, low: float, high: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=generator, device=device)
+
+
+def _bernoulli(n: int, p: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.rand(n, generator=generator, device=device) < p
+
+
+class RandomResizedCrop:
+    """Inception crop (area fraction and log-uniform aspect ratio, torchvision's 10 tries then a
+    centre-crop fallback), resized back to the input size by bilinear sampling, then a horizontal
+    flip with p = 0.5 when enabled. Crop and resize are one ``grid_sample`` over the whole batch."""
+
+    name = "crop"
+    attempts = 10
+
+    def __init__(self, cfg: CropConfig) -> None:
+        self.cfg = cfg
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Params:
+        b, _, height, width = x.shape
+        dev = x.device
+        area = height * width
+        shape = (b, self.attempts)
+        scale = self.cfg.scale[0] + (self.cfg.scale[1] - self.cfg.scale[0]) * torch.rand(shape, generator=generator, device=dev)
+        log_lo, log_hi = math.log(self.cfg.ratio[0]), math.log(self.cfg.ratio[1])
+        ratio = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(shape, generator=generator, device=dev))
+        w = torch.round(torch.sqrt(area * scale * ratio))
+        h = torch.round(torch.sqrt(area * scale / ratio))
+        ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+        first = torch.argmax(ok.int(), dim=1, keepdim=True)
+        w = w.gather(1, first).squeeze(1)
+        h = h.gather(1, first).squeeze(1)
+        fallback_h, fallback_w = self._fallback(height, width)
+        any_ok = ok.any(dim=1)
+        h = torch.where(any_ok, h, torch.full_like(h, fallback_h))
+        w = torch.where(any_ok, w, torch.full_like(w, fallback_w))
+        top = torch.floor(torch.rand(b, generator=generator, device=dev) * (height - h + 1))
+        left = torch.floor(torch.rand(b, generator=generator, device=dev) * (width - w + 1))
+        top = torch.where(any_ok, top, torch.floor((height - h) / 2))
+        left = torch.where(any_ok, left, torch.floor((width - w) / 2))
+        flip = _bernoulli(b, 0.5, generator, dev) if self.cfg.flip else torch.zeros(b, dtype=torch.bool, device=dev)
+        return {"top": top, "left": left, "height": h, "width": w, "flip": flip}
+
+    def _fallback(self, height: int, width: int) -> tuple[float, float]:
+        in_ratio = width / height
+        lo, hi = self.cfg.ratio
+        if in_ratio < lo:
+            return float(round(width / lo)), float(width)
+        if in_ratio > hi:
+            return float(height), float(round(height * hi))
+        return float(height), float(width)
+
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        b, _, height, width = x.shape
+        sx = params["width"] / width
+        sy = params["height"] / height
+        cx = (2 * params["left"] + params["width"]) / width - 1
+        cy = (2 * params["top"] + params["height"]) / height - 1
+        sx = torch.where(params["flip"], -sx, sx)
+        zero = torch.zeros_like(sx)
+        theta = torch.stack([torch.stack([sx, zero, cx], 1), torch.stack([zero, sy, cy], 1)], 1).to(x.dtype)
+        grid = F.affine_grid(theta, [b, x.shape[1], height, width], align_corners=False)
+        # Clamp to the crop's outermost pixel centres, as resizing the cropped image would: at the
+        # crop border an upsampling resize repeats the edge pixel rather than reading its neighbour.
+        gx = grid[..., 0].clamp(min=_centre(params["left"], width), max=_centre(params["left"] + params["width"] - 1, width))
+        gy = grid[..., 1].clamp(min=_centre(params["top"], height), max=_centre(params["top"] + params["height"] - 1, height))
+        grid = torch.stack([gx, gy], dim=-1)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _centre(pixel: torch.Tensor, size: int) -> torch.Tensor:
+    """Normalised coordinate (align_corners=False) of the centre of ``pixel``, shaped to broadcast on a grid."""
+    return ((2 * pixel + 1) / size - 1).view(-1, 1, 1)
+
+
+class ColorDistortion:
+    """Colour jitter (brightness, contrast, saturation 0.8s; hue 0.2s; per-image random order) with
+    probability ``jitter_p``, then grayscale with probability ``grayscale_p`` (paper Appendix A)."""
+
+    name = "color"
+
+    def __init__(self, cfg: ColorConfig) -> None:
+        self.cfg = cfg
+        s = cfg.strength
+        self.ranges = {
+            "brightness": (max(0.0, 1 - 0.8 * s), 1 + 0.8 * s),
+            "contrast": (max(0.0, 1 - 0.8 * s), 1 + 0.8 * s),
+            "saturation": (max(0.0, 1 - 0.8 * s), 1 + 0.8 * s),
+            "hue": (-min(0.5, 0.2 * s), min(0.5, 0.2 * s)),
+        }
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Params:
+        b, dev = x.shape[0], x.device
+        params = {name: _uniform(b, lo, hi, generator, dev) for name, (lo, hi) in self.ranges.items()}
+        params["order"] = torch.argsort(torch.rand(b, 4, generator=generator, device=dev), dim=1)
+        params["jitter"] = _bernoulli(b, self.cfg.jitter_p, generator, dev)
+        params["grayscale"] = _bernoulli(b, self.cfg.grayscale_p, generator, dev)
+        return params
+
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        jitter = params["jitter"]
+        neutral = {"brightness": 1.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.0}
+        adjust = {
+            "brightness": colorops.adjust_brightness,
+            "contrast": colorops.adjust_contrast,
+            "saturation": colorops.adjust_saturation,
+        }
+        for stage in range(4):
+            op_at_stage = params["order"][:, stage]
+            for op_index, name in enumerate(("brightness", "contrast", "saturation")):
+                active = jitter & (op_at_stage == op_index)
+                # a neutral factor is an exact identity for these three, so no gather is needed
+                factor = torch.where(active, params[name], torch.full_like(params[name], neutral[name]))
+                x = adjust[name](x, factor)
+            x = _masked(x, jitter & (op_at_stage == 3), lambda t, idx: colorops.adjust_hue(t, params["hue"][idx]))
+        if x.shape[1] > 1:
+            gray = params["grayscale"].view(-1, 1, 1, 1)
+            x = torch.where(gray, colorops.grayscale(x).expand_as(x), x)
+        return x
+
+
+def _masked(x: torch.Tensor, mask: torch.Tensor, fn) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """Apply ``fn(x[idx], idx)`` to the selected images only.
+
+    On CPU the selected rows are gathered (the work shrinks with the mask); on an accelerator the
+    whole batch is transformed and selected with ``torch.where``, which needs no host-device sync.
+    """
+    if x.device.type == "cpu":
+        idx = mask.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            return x
+        out = x.clone()
+        out[idx] = fn(x[idx], idx)
+        return out
+    everything = torch.arange(x.shape[0], device=x.device)
+    return torch.where(mask.view(-1, 1, 1, 1), fn(x, everything), x)
+
+
+def blur_kernel_size(image_side: int, fraction: float) -> int:
+    """Odd kernel side: google-research/simclr uses radius = int(side * 0.1) // 2, size 2r + 1."""
+    return 2 * (int(image_side * fraction) // 2) + 1
+
+
+class GaussianBlur:
+    """Gaussian blur with probability p, sigma ~ U[sigma_lo, sigma_hi], kernel ~10% of the image side;
+    a separable per-image convolution (grouped conv) with reflect padding."""
+
+    name = "blur"
+
+    def __init__(self, cfg: BlurConfig) -> None:
+        self.cfg = cfg
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Params:
+        b, dev = x.shape[0], x.device
+        return {
+            "sigma": _uniform(b, self.cfg.sigma[0], self.cfg.sigma[1], generator, dev),
+            "apply": _bernoulli(b, self.cfg.p, generator, dev),
+        }
+
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        b, c, height, width = x.shape
+        k = blur_kernel_size(min(height, width), self.cfg.kernel_fraction)
+        if k < 3:
+            return x
+        radius = k // 2
+        offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+        sigma = params["sigma"].to(x.dtype).view(-1, 1)
+        kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+        kernel = kernel / kernel.sum(dim=1, keepdim=True)
+        identity = (offsets == 0).to(x.dtype).expand(b, k)
+        kernel = torch.where(params["apply"].view(-1, 1), kernel, identity)
+        kernel = kernel.repeat_interleave(c, dim=0)  # (B*C, k): one kernel per image, shared by its channels
+        y = x.reshape(1, b * c, height, width)
+        y = F.pad(y, (radius, radius, radius, radius), mode="reflect")
+        y = F.conv2d(y, kernel.view(b * c, 1, k, 1), groups=b * c)
+        y = F.conv2d(y, kernel.view(b * c, 1, 1, k), groups=b * c)
+        return y.view(b, c, height, width)
+
+
+class Cutout:
+    """One square of zeros (side = size_fraction * image side) centred uniformly in the image,
+    clipped at the borders (DeVries & Taylor 2017)."""
+
+    name = "cutout"
+
+    def __init__(self, cfg: CutoutConfig) -> None:
+        self.cfg = cfg
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Params:
+        b, _, height, width = x.shape
+        dev = x.device
+        return {
+            "cy": torch.floor(torch.rand(b, generator=generator, device=dev) * height),
+            "cx": torch.floor(torch.rand(b, generator=generator, device=dev) * width),
+        }
+
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        _, _, height, width = x.shape
+        side = max(1, round(self.cfg.size_fraction * min(height, width)))
+        top = (params["cy"] - side // 2).view(-1, 1, 1)
+        left = (params["cx"] - side // 2).view(-1, 1, 1)
+        rows = torch.arange(height, device=x.device).view(1, -1, 1)
+        cols = torch.arange(width, device=x.device).view(1, 1, -1)
+        hole = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
+        return x.masked_fill(hole.unsqueeze(1), 0.0)
+
+
+class Sobel:
+    """Sobel edge magnitude of the luma, scaled to [0, 1] per image, copied to every channel."""
+
+    name = "sobel"
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Params:
+        return {}
+
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        gray = colorops.grayscale(x)
+        kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype)
+        kernels = torch.stack([kx, kx.T]).unsqueeze(1)
+        grads = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), kernels)
+        magnitude = torch.sqrt((grads**2).sum(dim=1, keepdim=True))
+        peak = magnitude.amax(dim=(2, 3), keepdim=True).clamp(min=1e-6)
+        return (magnitude / peak).expand_as(x).contiguous()
+
+
+class GaussianNoise:
+    """Additive N(0, std^2) noise, std ~ U[std_lo, std_hi] per image, clamped to [0, 1]."""
+
+    name = "noise"
+
+    def __init__(self, cfg: NoiseConfig) -> None:
+        self.cfg = cfg
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Params:
+        b, dev = x.shape[0], x.device
+        return {
+            "std": _uniform(b, self.cfg.std[0], self.cfg.std[1], generator, dev),
+            "noise": torch.randn(x.shape, generator=generator, device=dev, dtype=x.dtype),
+        }
+
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        return (x + params["std"].view(-1, 1, 1, 1).to(x.dtype) * params["noise"]).clamp_(0, 1)
+
+
+class Rotate:
+    """Rotation by a multiple of 90 degrees drawn uniformly from ``angles`` (square images)."""
+
+    name = "rotate"
+
+    def __init__(self, cfg: RotateConfig) -> None:
+        self.quarter_turns = torch.tensor([a // 90 for a in cfg.angles])
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator) -> Params:
+        choice = torch.randint(len(self.quarter_turns), (x.shape[0],), generator=generator, device=x.device)
+        return {"quarter_turns": self.quarter_turns.to(x.device)[choice]}
+
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        if x.shape[2] != x.shape[3]:
+            raise ValueError(f"rotate needs square images, got {x.shape[2]}x{x.shape[3]}")
+        turns = params["quarter_turns"].view(-1, 1, 1, 1)
+        out = x
+        for k in (1, 2, 3):
+            out = torch.where(turns == k, torch.rot90(x, k, dims=(2, 3)), out)
+        return out

@@ -1,0 +1,256 @@
+"""The typed run config: one validated object describes one SimCLR training run.
+
+Defaults follow the paper's CIFAR-10 setting (Appendix B.9 and the official
+repository's CIFAR recipe, see ``../shared/paper_reference.yaml``): ResNet-18
+with the CIFAR stem, crop+flip then color distortion of strength 0.5 and no
+blur, a 2-layer MLP head to 128-d, NT-Xent with temperature 0.5, LARS with
+base lr 1.0 scaled linearly with the batch (lr = 1.0 * B / 256), weight decay
+1e-6, 10 warmup epochs then cosine decay, batch 512, 1000 epochs.
+
+Every field is validated (unknown keys are rejected), so a typo in a config
+file is an error, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TRANSFORMS = ("crop", "cutout", "color", "sobel", "noise", "blur", "rotate")
+"""The seven transformations of the paper's Figure 5, by the names used in configs."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SyntheticConfig(_Strict):
+    """Generated striped images: the class is the stripe orientation, colour is a nuisance."""
+
+    num_classes: int = Field(4, ge=2)
+    train_size: int = Field(512, ge=2)
+    test_size: int = Field(256, ge=2)
+    image_size: int = Field(32, ge=8)
+    channels: Literal[1, 3] = 3
+
+
+class DataConfig(_Strict):
+    """Where the images come from and how many of them to use."""
+
+    source: Literal["cifar10", "cifar100", "stl10", "imagefolder", "idx", "tarball", "synthetic"] = "cifar10"
+    root: Path | None = Field(
+        Path("data"),
+        description=(
+            "cifar10/cifar100/stl10: a torchvision dataset root; imagefolder: a folder with "
+            "train/ and test/ (or val/) class subfolders; idx: a folder of MNIST-layout IDX "
+            "files; tarball: a .tar.gz of an imagefolder tree. Unused for synthetic."
+        ),
+    )
+    download: bool = Field(False, description="torchvision sources only: download when missing.")
+    image_size: int | None = Field(
+        None, ge=8, description="Resize (shorter side) and center-crop decoded images to this size."
+    )
+    subset: int | None = Field(None, ge=2, description="Stratified, seeded subset of the training split.")
+    test_subset: int | None = Field(None, ge=2, description="Stratified, seeded subset of the test split.")
+    stl10_unlabeled: bool = Field(False, description="stl10: add the 100k unlabeled images to pretraining.")
+    cache_dir: Path = Field(
+        Path("~/.cache/simclr-ablations"), description="Decoded uint8 arrays are cached here."
+    )
+    synthetic: SyntheticConfig = SyntheticConfig()
+
+    @model_validator(mode="after")
+    def _root_needed(self) -> "DataConfig":
+        if self.source != "synthetic" and self.root is None:
+            raise ValueError(f"data.root is required for source '{self.source}'")
+        return self
+
+
+class CropConfig(_Strict):
+    """Inception-style random resized crop, always followed by a random horizontal flip."""
+
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip: bool = True
+
+    @field_validator("scale", "ratio")
+    @classmethod
+    def _ordered_positive(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1]:
+            raise ValueError(f"expected 0 < low <= high, got {list(v)}")
+        return v
+
+    @field_validator("scale")
+    @classmethod
+    def _area_at_most_one(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[1] > 1:
+            raise ValueError(f"crop area fraction must be <= 1, got {list(v)}")
+        return v
+
+
+class ColorConfig(_Strict):
+    """Colour distortion of strength s: jitter(0.8s, 0.8s, 0.8s, 0.2s) with p, then grayscale with p."""
+
+    strength: float = Field(0.5, ge=0)
+    jitter_p: float = Field(0.8, ge=0, le=1)
+    grayscale_p: float = Field(0.2, ge=0, le=1)
+
+
+class BlurConfig(_Strict):
+    """Gaussian blur with p; sigma uniform in a range; kernel side a fraction of the image side."""
+
+    p: float = Field(0.5, ge=0, le=1)
+    sigma: tuple[float, float] = (0.1, 2.0)
+    kernel_fraction: float = Field(0.1, gt=0, le=1)
+
+
+class CutoutConfig(_Strict):
+    """One square of zeros at a uniformly random centre (DeVries & Taylor 2017); side as a fraction."""
+
+    size_fraction: float = Field(0.5, gt=0, le=1)
+
+
+class NoiseConfig(_Strict):
+    """Additive Gaussian noise on [0,1] pixels; std drawn per image uniformly from the range."""
+
+    std: tuple[float, float] = (0.0, 0.1)
+
+
+class RotateConfig(_Strict):
+    """Rotation by a multiple of 90 degrees, drawn uniformly from ``angles``."""
+
+    angles: list[Literal[0, 90, 180, 270]] = [90, 180, 270]
+
+
+class AugmentConfig(_Strict):
+    """Which transformations make a view, in order, and how each is parameterised.
+
+    ``mode: symmetric`` (SimCLR's default): both views are ``ops`` applied independently.
+    ``mode: asymmetric`` (the paper's Figure 5 setting): every image is first cropped and
+    resized once (the same crop for both views), then ``ops`` go to the first view only and
+    the second view stays that shared crop.
+    """
+
+    ops: list[Literal["crop", "cutout", "color", "sobel", "noise", "blur", "rotate"]] = ["crop", "color"]
+    mode: Literal["symmetric", "asymmetric"] = "symmetric"
+    crop: CropConfig = CropConfig()
+    color: ColorConfig = ColorConfig()
+    blur: BlurConfig = BlurConfig()
+    cutout: CutoutConfig = CutoutConfig()
+    noise: NoiseConfig = NoiseConfig()
+    rotate: RotateConfig = RotateConfig()
+
+
+class ModelConfig(_Strict):
+    """Encoder f and projection head g."""
+
+    encoder: Literal["resnet18", "resnet34", "resnet50", "resnet_small"] = "resnet18"
+    cifar_stem: bool = Field(True, description="3x3 stride-1 first conv and no max-pool (paper B.9).")
+    width: int = Field(16, ge=4, description="resnet_small only: channels of its first stage.")
+    head: Literal["none", "linear", "nonlinear"] = "nonlinear"
+    head_dim: int = Field(128, ge=1, description="Output dimension of z (ignored for head: none).")
+    head_hidden_dim: int | None = Field(None, ge=1, description="Hidden width; default = feature dim.")
+
+
+class LossConfig(_Strict):
+    """The contrastive objective (the paper's Table 2)."""
+
+    name: Literal["nt_xent", "nt_logistic", "margin_triplet"] = "nt_xent"
+    temperature: float = Field(0.5, gt=0)
+    normalize: bool = Field(True, description="l2-normalize z (cosine similarity).")
+    margin: float = Field(0.4, ge=0, description="margin_triplet only.")
+    semi_hard: bool = Field(False, description="Keep only negatives less similar than the positive.")
+    negatives: Literal["both_views", "one_view"] = Field(
+        "both_views",
+        description="one_view: negatives come from the other view only (paper footnote 8, Table 4).",
+    )
+
+
+class OptimConfig(_Strict):
+    """Optimizer, learning-rate scaling and the warmup + cosine schedule (stepped per iteration)."""
+
+    name: Literal["lars", "sgd", "adam"] = "lars"
+    lr: float = Field(1.0, gt=0, description="Base lr; the effective lr applies lr_scaling to it.")
+    lr_scaling: Literal["linear", "sqrt", "none"] = Field(
+        "linear", description="linear: lr*B/256; sqrt: lr*sqrt(B); none: lr."
+    )
+    weight_decay: float = Field(1e-6, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    lars_eta: float = Field(0.001, gt=0)
+    warmup_epochs: float = Field(10, ge=0)
+
+
+class TrainConfig(_Strict):
+    """Length, batch, seed and the numerics of the run."""
+
+    epochs: int = Field(1000, ge=1)
+    batch_size: int = Field(512, ge=2, description="Images per step (2x as many views).")
+    seed: int = 0
+    device: str = Field("auto", description="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA, fp32 on CPU.")
+    channels_last: bool | None = Field(None, description="Default: on for CUDA.")
+    compile: bool = False
+    log_every: int = Field(20, ge=1, description="Steps between loss reads (each read syncs the device).")
+    checkpoint: bool = True
+    progress: bool = True
+
+
+class EvalConfig(_Strict):
+    """kNN monitor during training and the final linear evaluation."""
+
+    knn_every: int = Field(1, ge=0, description="Epochs between kNN evaluations; 0 = only at the end.")
+    knn_k: int = Field(200, ge=1)
+    knn_temperature: float = Field(0.1, gt=0)
+    linear: bool = True
+    linear_epochs: int = Field(100, ge=1)
+    linear_batch_size: int = Field(512, ge=1)
+    linear_lr: float = Field(0.1, gt=0, description="Scaled linearly with linear_batch_size / 256.")
+    batch_size: int = Field(1024, ge=1, description="Batch for feature extraction.")
+
+
+class RunConfig(_Strict):
+    """Everything one SimCLR training run needs; nothing about studies, MLflow or Optuna."""
+
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    def effective_lr(self) -> float:
+        """The learning rate after batch-size scaling (paper sec 2.3 and Appendix B.1)."""
+        b = self.train.batch_size
+        if self.optim.lr_scaling == "linear":
+            return self.optim.lr * b / 256
+        if self.optim.lr_scaling == "sqrt":
+            return self.optim.lr * b**0.5
+        return self.optim.lr
+
+
+def default_config() -> RunConfig:
+    """The paper's CIFAR-10 defaults (data source still has to be pointed at a root)."""
+    return RunConfig()
+
+
+def apply_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Return a new validated config with dotted-path overrides applied ({"loss.temperature": 0.1})."""
+    data = config.model_dump(mode="python")
+    for dotted, value in overrides.items():
+        set_dotted(data, dotted, value)
+    return RunConfig.model_validate(data)
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``data[a][b][c] = value`` for ``dotted == "a.b.c"``; KeyError names the bad part."""
+    parts = dotted.split(".")
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(".".join(parts[: i + 1]))
+        node = node[part]
+    if not isinstance(node, dict) or parts[-1] not in node:
+        raise KeyError(dotted)
+    node[parts[-1]] = value

@@ -1,0 +1,154 @@
+"""On-disk cache of decoded arrays: one folder of .npy files per (source, root state, image_size).
+
+Every file is written atomically (temp file in the same folder, fsync, os.replace) and the JSON
+sidecar ``meta.json`` is written last, so a reader sees either a complete entry or no entry. On
+load every array is checked against the sidecar; anything unreadable is logged and rebuilt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from core.config import DataConfig
+from core.data.splits import Decoded
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1  # bump when decoding changes, so old entries stop matching
+META = "meta.json"
+
+
+def _stat(path: Path, rel: str) -> list[Any]:
+    try:
+        st = path.stat()
+    except OSError:  # broken link or vanished file: still a valid, if unusual, key
+        return [rel, "unreadable"]
+    return [rel, st.st_size, st.st_mtime_ns]
+
+
+def _children(folder: Path, skip: Path) -> list[Path]:
+    try:
+        return [c for c in folder.iterdir() if c.resolve() != skip]
+    except OSError:  # unreadable folder: the source itself reports it when it tries to read it
+        return []
+
+
+def fingerprint(root: Path, skip: Path) -> list[Any]:
+    """Size and mtime of the root and of every entry up to two levels below it.
+
+    Two levels reach class folders (imagefolder) and dataset files (torchvision, idx), whose mtimes
+    change when files are added or removed, without walking every image. ``skip`` (the cache
+    folder) is left out so writing the cache never invalidates it.
+    """
+    if not root.exists():
+        return ["missing"]
+    out = [_stat(root, ".")]
+    level = [root] if root.is_dir() else []
+    for _ in range(2):
+        children = sorted((c for d in level for c in _children(d, skip)), key=lambda c: c.as_posix())
+        out += [_stat(c, c.relative_to(root).as_posix()) for c in children]
+        level = [c for c in children if c.is_dir()]
+    return out
+
+
+def entry_dir(cfg: DataConfig, part: str) -> Path:
+    """The cache folder for this config's data in its current on-disk state."""
+    assert cfg.root is not None
+    cache_dir = cfg.cache_dir.expanduser().resolve()
+    root = cfg.root.expanduser().resolve()
+    key = {
+        "format": FORMAT,
+        "source": cfg.source,
+        "part": part,
+        "root": str(root),
+        "fingerprint": fingerprint(root, cache_dir),
+        "image_size": cfg.image_size,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir / f"{cfg.source}-{part}-{digest}"
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache may be shared by users of one machine
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _save_npy(f: IO[bytes], array: np.ndarray) -> None:
+    np.save(f, array, allow_pickle=False)
+
+
+def save(entry: Path, decoded: Decoded) -> None:
+    """Write an entry; failure (read-only or full disk) only costs a warning, not the run."""
+    meta = {
+        "classes": decoded.classes,
+        "arrays": {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in decoded.arrays.items()},
+    }
+    try:
+        entry.mkdir(parents=True, exist_ok=True)
+        (entry / META).unlink(missing_ok=True)  # the entry is incomplete until the sidecar is back
+        for name, array in decoded.arrays.items():
+            _atomic_write(entry / f"{name}.npy", partial(_save_npy, array=array))
+        _atomic_write(entry / META, lambda f: f.write(json.dumps(meta, indent=1).encode()))
+        _fsync_dir(entry)
+    except OSError as exc:
+        log.warning("could not write data cache %s (%s); continuing without it", entry, exc)
+
+
+def load(entry: Path) -> Decoded | None:
+    """The cached arrays, or None when absent, incomplete or not matching the sidecar."""
+    if not (entry / META).is_file():
+        return None
+    try:
+        meta = json.loads((entry / META).read_text())
+        arrays = {}
+        for name, spec in meta["arrays"].items():
+            array = np.load(entry / f"{name}.npy", allow_pickle=False)
+            if list(array.shape) != spec["shape"] or str(array.dtype) != spec["dtype"]:
+                raise ValueError(f"{name}.npy is {array.dtype} {list(array.shape)}, sidecar says {spec}")
+            arrays[name] = array
+        return Decoded(arrays, [str(c) for c in meta["classes"]])
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+        log.warning("data cache %s is unreadable (%s); rebuilding it", entry, exc)
+        return None
+
+
+def cached(cfg: DataConfig, part: str, build: Callable[[], Decoded]) -> Decoded:
+    """Load ``part`` of this config's data from the cache, or build and store it."""
+    # made before keying, so creating it inside the root cannot change the root's fingerprint later;
+    # a failure here is reported by save()
+    with contextlib.suppress(OSError):
+        cfg.cache_dir.expanduser().mkdir(parents=True, exist_ok=True)
+    found = load(entry_dir(cfg, part))
+    if found is not None:
+        return found
+    decoded = build()
+    save(entry_dir(cfg, part), decoded)  # re-keyed: building may have downloaded into the root
+    return decoded

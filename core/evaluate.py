@@ -1,0 +1,284 @@
+"""Evaluation protocols for a frozen encoder: weighted kNN and offline linear evaluation.
+
+Every number comes back as an ``Accuracy`` that carries the sentence describing
+the protocol that produced it, so a table can never mix up "kNN top-1" with
+"linear top-1" or hide which k, temperature or optimizer settings were used.
+
+Top-k with fewer than k classes: "top5" is top-min(5, num_classes) and the
+``Accuracy.name`` says so (``knn_top4`` for 4 classes), because a top-5 over
+4 classes would be a trivial 100%.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.config import EvalConfig
+from core.optim import warmup_cosine
+
+__all__ = ["Accuracy", "extract_features", "knn_accuracy", "linear_eval", "evaluate_encoder"]
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """One accuracy in percent (0-100), named (e.g. ``knn_top1``) and labelled with its protocol."""
+
+    name: str
+    value: float
+    protocol: str
+
+
+def _restore_modes(module: nn.Module, modes: list[bool]) -> None:
+    """Put every submodule back in the train/eval mode it had (keeps e.g. deliberately frozen BN)."""
+    for m, mode in zip(module.modules(), modes):
+        m.training = mode
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
+    """Autocast to ``dtype`` on ``device``; nothing for None or float32 (avoids unsupported-dtype warnings)."""
+    return nullcontext() if dtype in (None, torch.float32) else torch.autocast(device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def extract_features(
+    encoder: nn.Module,
+    images_uint8: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    channels_last: bool = False,
+    autocast_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Features (N, D) float32 on ``device`` of uint8 images (N, C, H, W) scaled to [0, 1].
+
+    The encoder runs in eval mode (BatchNorm uses running statistics, so a
+    feature does not depend on its batch) and every submodule's mode is
+    restored afterwards. Images are moved and converted one batch at a time so
+    a whole dataset never sits on the device as float.
+    """
+    if images_uint8.dtype != torch.uint8 or images_uint8.ndim != 4:
+        raise ValueError(f"expected uint8 (N, C, H, W), got {images_uint8.dtype} {tuple(images_uint8.shape)}")
+    if len(images_uint8) == 0:
+        raise ValueError("no images to extract features from")
+    device = torch.device(device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    modes = [m.training for m in encoder.modules()]
+    encoder.eval()
+    try:
+        outs = []
+        for start in range(0, len(images_uint8), batch_size):
+            x = images_uint8[start : start + batch_size].to(device, non_blocking=True)
+            x = x.to(dtype=torch.float32, memory_format=memory_format).div_(255)
+            with _autocast(device, autocast_dtype):
+                out = encoder(x)
+            outs.append(out.flatten(1).float())
+        return torch.cat(outs)
+    finally:
+        _restore_modes(encoder, modes)
+
+
+def _topk_correct(scores: torch.Tensor, labels: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Counts (device tensors, no sync) of top-1 and top-k hits of class scores (Q, C)."""
+    pred = scores.topk(k, dim=1).indices
+    hits = pred == labels[:, None]
+    return hits[:, 0].sum(), hits.any(dim=1).sum()
+
+
+def _knn_scores(
+    queries: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor, num_classes: int, k: int, temperature: float
+) -> torch.Tensor:
+    """Per-class sums of exp(s/T) over the k most cosine-similar bank items (inputs l2-normalised).
+
+    The weights are exp((s - s_max)/T): dividing a query's whole vote by the
+    same exp(s_max/T) changes no prediction but avoids float overflow for small T.
+    """
+    sims, idx = (queries @ bank.T).topk(k, dim=1)
+    weights = ((sims - sims[:, :1]) / temperature).exp()
+    scores = torch.zeros(len(queries), num_classes, device=queries.device, dtype=weights.dtype)
+    return scores.scatter_add_(1, bank_labels[idx], weights)
+
+
+def knn_accuracy(
+    train_feats: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_feats: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.1,
+    chunk: int = 512,
+) -> tuple[Accuracy, Accuracy]:
+    """Weighted kNN (Wu et al. 2018, the SimCLR/InstDisc monitor): top-1 and top-min(5, C) in percent.
+
+    Features are l2-normalised; each test query takes its k most cosine-similar
+    train items (k clipped to the bank size), each votes exp(s/T) for its
+    label, and the class with the largest sum wins. Queries go in chunks of
+    ``chunk`` so memory is chunk x N_train, not N_test x N_train.
+    """
+    bank = F.normalize(train_feats.float(), dim=1)
+    queries = F.normalize(test_feats.to(bank.device).float(), dim=1)
+    bank_labels = train_labels.to(bank.device, torch.long)
+    labels = test_labels.to(bank.device, torch.long)
+    k_eff, top = min(k, len(bank)), min(5, num_classes)
+    hit1 = hitk = torch.zeros((), dtype=torch.long, device=bank.device)
+    for start in range(0, len(queries), chunk):
+        scores = _knn_scores(queries[start : start + chunk], bank, bank_labels, num_classes, k_eff, temperature)
+        c1, ck = _topk_correct(scores, labels[start : start + chunk], top)
+        hit1, hitk = hit1 + c1, hitk + ck
+    protocol = (
+        f"kNN on h: k={k_eff} (asked {k}, bank {len(bank)}), cosine similarity, weighted vote exp(s/{temperature}), "
+        f"train split bank (N={len(bank)}), test split queries (N={len(queries)}), {num_classes} classes"
+    )
+    return _as_accuracies("knn", hit1, hitk, top, len(queries), protocol)
+
+
+def _as_accuracies(
+    prefix: str, hit1: torch.Tensor, hitk: torch.Tensor, top: int, n: int, protocol: str
+) -> tuple[Accuracy, Accuracy]:
+    """Turn hit counts into labelled percentages (the only host sync of an evaluation)."""
+    counts = torch.stack([hit1, hitk]).tolist()
+    return (
+        Accuracy(f"{prefix}_top1", 100.0 * counts[0] / n, protocol),
+        Accuracy(f"{prefix}_top{top}", 100.0 * counts[1] / n, protocol),
+    )
+
+
+def _standardizer(train_feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train-split mean and std per dimension; constant dimensions get std 1 (left centred, not blown up)."""
+    mean = train_feats.mean(dim=0)
+    std = train_feats.std(dim=0, unbiased=False)
+    return mean, torch.where(std > 1e-8, std, torch.ones_like(std))
+
+
+def _zero_linear(in_dim: int, num_classes: int, device: torch.device) -> nn.Linear:
+    """nn.Linear starting at zero: deterministic and leaves the global RNG untouched (the problem is convex)."""
+    layer = torch.nn.utils.skip_init(nn.Linear, in_dim, num_classes, device=device)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def _train_linear(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    generator: torch.Generator,
+) -> nn.Linear:
+    """SGD Nesterov (momentum 0.9), cosine decay per step, shuffled mini-batches from ``generator``."""
+    clf = _zero_linear(x.shape[1], num_classes, x.device)
+    opt = torch.optim.SGD(
+        [dict(params=[clf.weight], weight_decay=weight_decay), dict(params=[clf.bias], weight_decay=0.0)],
+        lr=lr,
+        momentum=0.9,
+        nesterov=True,
+    )
+    steps_per_epoch = math.ceil(len(x) / batch_size)
+    total = epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, 0))
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=generator, device=generator.device).to(x.device)
+        for idx in order.split(batch_size):
+            loss = F.cross_entropy(clf(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return clf
+
+
+def linear_eval(
+    train_feats: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_feats: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator,
+    weight_decay: float = 0.0,
+) -> tuple[Accuracy, Accuracy]:
+    """Offline linear evaluation on frozen features: top-1 and top-min(5, C) test accuracy in percent.
+
+    Features are standardised with the train split's mean/std, an affine map
+    of h, so the classifier is still linear in h. A zero-initialised
+    nn.Linear is trained with cross-entropy, SGD Nesterov momentum 0.9, lr
+    scaled by batch/256 (batch = batch_size clipped to the train size) and
+    cosine-decayed over all steps, weight decay on the weight only (0 by
+    default). Mini-batch order comes from ``generator`` (on the generator's
+    device), so a fixed seed gives the same result on CPU.
+    """
+    device = train_feats.device
+    mean, std = _standardizer(train_feats.float())
+    x_train = (train_feats.float() - mean) / std
+    x_test = (test_feats.to(device).float() - mean) / std
+    y_train = train_labels.to(device, torch.long)
+    y_test = test_labels.to(device, torch.long)
+    batch = min(batch_size, len(x_train))
+    scaled_lr = lr * batch / 256
+    with torch.enable_grad():
+        clf = _train_linear(x_train, y_train, num_classes, epochs, batch, scaled_lr, weight_decay, generator)
+    top = min(5, num_classes)
+    with torch.no_grad():
+        hit1, hitk = _topk_correct(clf(x_test), y_test, top)
+    protocol = (
+        f"linear on h standardized with train mean/std (an affine map, so still linear in h): "
+        f"zero-init nn.Linear, cross-entropy, SGD Nesterov momentum 0.9, lr {lr} x {batch}/256 = {scaled_lr:g}, "
+        f"cosine decay over {epochs * math.ceil(len(x_train) / batch)} steps ({epochs} epochs, batch {batch}), "
+        f"weight decay {weight_decay}, trained on train split (N={len(x_train)}), "
+        f"tested on test split (N={len(x_test)}), {num_classes} classes"
+    )
+    return _as_accuracies("linear", hit1, hitk, top, len(x_test), protocol)
+
+
+def evaluate_encoder(
+    encoder: nn.Module,
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int,
+    cfg: EvalConfig,
+    device: torch.device,
+    generator: torch.Generator,
+    *,
+    linear: bool,
+    channels_last: bool = False,
+    autocast_dtype: torch.dtype | None = None,
+) -> list[Accuracy]:
+    """Extract features of both splits once, then kNN (always) and linear evaluation (if ``linear``).
+
+    ``linear`` is explicit rather than read from ``cfg.linear`` so the per-epoch
+    kNN monitor and the final evaluation can share one config.
+    """
+    def feats(images: torch.Tensor) -> torch.Tensor:
+        return extract_features(encoder, images, cfg.batch_size, device, channels_last, autocast_dtype)
+
+    train_feats, test_feats = feats(train_images), feats(test_images)
+    results = list(
+        knn_accuracy(
+            train_feats, train_labels, test_feats, test_labels, num_classes, cfg.knn_k, cfg.knn_temperature
+        )
+    )
+    if linear:
+        results += linear_eval(
+            train_feats,
+            train_labels,
+            test_feats,
+            test_labels,
+            num_classes,
+            cfg.linear_epochs,
+            cfg.linear_batch_size,
+            cfg.linear_lr,
+            generator,
+        )
+    return results

@@ -1,0 +1,323 @@
+"""The SimCLR training loop: one RunConfig in, metrics out through callbacks, resumable from checkpoints.
+
+The hot loop does no per-image Python work and reads the loss from the device only every
+``train.log_every`` steps, so on a GPU the host queues work ahead of the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from core import checkpoint
+from core.augment import TwoViews
+from core.config import RunConfig
+from core.data import ImageSplits, load_dataset
+from core.evaluate import Accuracy, evaluate_encoder
+from core.losses import loss_from_config
+from core.models import SimCLRModel
+from core.optim import build_optimizer, build_scheduler
+
+CHECKPOINT_NAME = "checkpoint.pt"
+# Fields that may change between a run and its resumption without changing its result.
+_RESUME_NEUTRAL = {("train", "progress"), ("train", "log_every"), ("train", "checkpoint")}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the run cannot continue."""
+
+    def __init__(self, epoch: int, step: int, value: float) -> None:
+        super().__init__(
+            f"loss is {value} at epoch {epoch + 1}, step {step}: training diverged "
+            "(try a lower learning rate, a higher temperature, or fp32 precision)"
+        )
+        self.epoch, self.step, self.value = epoch, step, value
+
+
+class Callback:
+    """Hooks the trainer calls; override what you need. An exception raised here stops training."""
+
+    def on_train_start(self, config: RunConfig, start_epoch: int) -> None:
+        """Called once, after data and model are ready (start_epoch > 0 when resuming)."""
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        """Every ``train.log_every`` steps: loss (mean since the last call) and lr."""
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        """After each epoch: loss, lr, images_per_sec, epoch_time_s and, when computed, knn_top1."""
+
+    def on_train_end(self, metrics: dict[str, float], accuracies: list[Accuracy]) -> None:
+        """After the final evaluation: final metrics and every accuracy with its protocol."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    metrics: dict[str, float]
+    accuracies: list[Accuracy]
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoint: Path | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; anything else is passed to torch.device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device is {name!r} but CUDA is not available on this machine")
+    return device
+
+
+def autocast_dtype(config: RunConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 on CUDA by default, fp32 on CPU unless bf16 is asked for explicitly."""
+    precision = config.train.precision
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+class Trainer:
+    """Pretrain a SimCLR model for ``config`` and evaluate it; state lives in ``run_dir``."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: Path | None = None,
+        callbacks: Sequence[Callback] = (),
+        splits: ImageSplits | None = None,
+    ) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.callbacks = list(callbacks)
+        self.device = resolve_device(config.train.device)
+        self.amp_dtype = autocast_dtype(config, self.device)
+        cl = config.train.channels_last
+        self.channels_last = self.device.type == "cuda" if cl is None else cl
+        self.splits = splits if splits is not None else load_dataset(config.data, seed=config.train.seed)
+        self._check_batch()
+        self.images = self.splits.pretrain.to(self.device)
+        self.model = self._build_model()
+        self.forward = torch.compile(self.model) if config.train.compile else self.model
+        self.steps_per_epoch = self.images.shape[0] // config.train.batch_size
+        total = config.train.epochs * self.steps_per_epoch
+        warmup = round(config.optim.warmup_epochs * self.steps_per_epoch)
+        self.optimizer = build_optimizer(self.model, config.optim, config.effective_lr())
+        self.scheduler = build_scheduler(self.optimizer, total, warmup)
+        seed = config.train.seed
+        self.data_gen = torch.Generator(device=self.device).manual_seed(seed + 1)
+        self.aug_gen = torch.Generator(device=self.device).manual_seed(seed + 2)
+        self.views = TwoViews(config.augment)
+        self.start_epoch = 0
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ setup
+    def _check_batch(self) -> None:
+        n, b = self.splits.pretrain.shape[0], self.config.train.batch_size
+        if n < b:
+            raise ValueError(
+                f"train.batch_size {b} is larger than the pretraining set ({n} images); "
+                "lower the batch size or enlarge data.subset"
+            )
+
+    def _build_model(self) -> SimCLRModel:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.train.seed)
+            model = SimCLRModel(self.config.model, in_channels=self.splits.channels)
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.run_dir / CHECKPOINT_NAME if self.run_dir is not None else None
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "epoch": epoch,
+            "config": self.config.model_dump_json(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "data_rng": self.data_gen.get_state(),
+            "aug_rng": self.aug_gen.get_state(),
+            "history": json.dumps(self.history),
+        }
+
+    def save_checkpoint(self, epoch: int) -> None:
+        """Atomically write everything needed to continue after ``epoch`` (0-based, completed)."""
+        if self.checkpoint_path is not None and self.config.train.checkpoint:
+            checkpoint.save_atomic(self._state(epoch), self.checkpoint_path)
+
+    def try_resume(self) -> bool:
+        """Load ``run_dir/checkpoint.pt`` if present; return whether training continues from it."""
+        path = self.checkpoint_path
+        if path is None or not path.exists():
+            return False
+        state = checkpoint.load(path)
+        self._check_same_config(json.loads(state["config"]), path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.data_gen.set_state(state["data_rng"])
+        self.aug_gen.set_state(state["aug_rng"])
+        self.history = json.loads(state["history"])
+        self.start_epoch = int(state["epoch"]) + 1
+        return True
+
+    def _check_same_config(self, saved: dict[str, Any], path: Path) -> None:
+        current = json.loads(self.config.model_dump_json())
+        differing = [
+            f"{section}.{key}"
+            for section in current
+            for key in current[section]
+            if (section, key) not in _RESUME_NEUTRAL and saved.get(section, {}).get(key) != current[section][key]
+        ]
+        if differing:
+            raise checkpoint.CheckpointError(
+                f"{path}: written by a run with a different config ({', '.join(differing)}); "
+                "use another run directory or delete the checkpoint"
+            )
+
+    # ------------------------------------------------------------------ training
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _step(self, batch: torch.Tensor) -> torch.Tensor:
+        v1, v2 = self.views(batch, self.aug_gen)
+        x = torch.cat([v1, v2])  # one forward: BatchNorm sees all 2B views, as in the paper's code
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            _, z = self.forward(x)
+        z1, z2 = z.float().chunk(2)
+        loss = loss_from_config(self.config.loss, z1, z2)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.detach()
+
+    def _batches(self) -> Iterator[torch.Tensor]:
+        b = self.config.train.batch_size
+        order = torch.randperm(self.images.shape[0], generator=self.data_gen, device=self.device)
+        for i in range(self.steps_per_epoch):
+            yield self.images[order[i * b : (i + 1) * b]]
+
+    def _lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _run_epoch(self, epoch: int, bar: tqdm) -> dict[str, float]:
+        self.model.train()
+        log_every = self.config.train.log_every
+        since_log = torch.zeros((), device=self.device)
+        epoch_sum = torch.zeros((), device=self.device)
+        n_since = 0
+        started = time.perf_counter()
+        for i, batch in enumerate(self._batches()):
+            loss = self._step(batch)
+            since_log += loss
+            epoch_sum += loss
+            n_since += 1
+            global_step = epoch * self.steps_per_epoch + i + 1
+            if n_since == log_every or i == self.steps_per_epoch - 1:
+                mean = since_log.item() / n_since  # the only host-device sync in the loop
+                if not math.isfinite(mean):
+                    raise TrainingDiverged(epoch, global_step, mean)
+                metrics = {"loss": mean, "lr": self._lr()}
+                for cb in self.callbacks:
+                    cb.on_step(global_step, metrics)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{mean:.4f}", refresh=False)
+                bar.update(n_since)
+                since_log.zero_()
+                n_since = 0
+        elapsed = time.perf_counter() - started
+        images = self.steps_per_epoch * self.config.train.batch_size
+        return {
+            "loss": epoch_sum.item() / self.steps_per_epoch,
+            "lr": self._lr(),
+            "images_per_sec": images / elapsed,
+            "epoch_time_s": elapsed,
+        }
+
+    def evaluate(self, linear: bool) -> list[Accuracy]:
+        """Evaluate the current encoder: kNN, plus linear evaluation when ``linear``."""
+        s = self.splits
+        generator = torch.Generator().manual_seed(self.config.train.seed + 3)
+        return evaluate_encoder(
+            self.model.encoder,
+            s.train_images,
+            s.train_labels,
+            s.test_images,
+            s.test_labels,
+            s.num_classes,
+            self.config.eval,
+            device=self.device,
+            generator=generator,
+            linear=linear,
+            channels_last=self.channels_last,
+            autocast_dtype=self.amp_dtype,
+        )
+
+    def _knn_due(self, epoch: int) -> bool:
+        every = self.config.eval.knn_every
+        return every > 0 and ((epoch + 1) % every == 0 or epoch + 1 == self.config.train.epochs)
+
+    def fit(self, resume: bool = True) -> TrainResult:
+        """Train (continuing from the run directory's checkpoint when ``resume``), then evaluate."""
+        if resume:
+            self.try_resume()
+        for cb in self.callbacks:
+            cb.on_train_start(self.config, self.start_epoch)
+        started = time.perf_counter()
+        epochs = self.config.train.epochs
+        bar = tqdm(
+            total=epochs * self.steps_per_epoch,
+            initial=self.start_epoch * self.steps_per_epoch,
+            desc="pretrain",
+            unit="step",
+            disable=not self.config.train.progress,
+            dynamic_ncols=True,
+        )
+        with bar:
+            for epoch in range(self.start_epoch, epochs):
+                metrics = self._run_epoch(epoch, bar)
+                if self._knn_due(epoch):
+                    metrics.update({a.name: a.value for a in self.evaluate(linear=False) if a.name == "knn_top1"})
+                bar.set_postfix(epoch=epoch + 1, loss=f"{metrics['loss']:.4f}", img_s=f"{metrics['images_per_sec']:.0f}")
+                self.history.append({"epoch": epoch + 1, **metrics})
+                for cb in self.callbacks:
+                    cb.on_epoch_end(epoch + 1, metrics)
+                self.save_checkpoint(epoch)
+        accuracies = self.evaluate(linear=self.config.eval.linear)
+        final = {a.name: a.value for a in accuracies}
+        if self.history:
+            final["loss"] = self.history[-1]["loss"]
+        final["train_time_s"] = time.perf_counter() - started
+        for cb in self.callbacks:
+            cb.on_train_end(final, accuracies)
+        return TrainResult(final, accuracies, list(self.history), self.checkpoint_path)
+
+
+def train(
+    config: RunConfig,
+    run_dir: Path | None = None,
+    callbacks: Sequence[Callback] = (),
+    resume: bool = True,
+    splits: ImageSplits | None = None,
+) -> TrainResult:
+    """Convenience wrapper: build a Trainer and fit it."""
+    return Trainer(config, run_dir, callbacks, splits).fit(resume=resume)
