@@ -18,6 +18,17 @@ from ablations.yamlfile import ConfigFileError, parse_assignments
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 
+MAIN_EPILOG = """\
+examples:
+  python -m ablations run studies/quickstart.yaml            # run or resume a study, print its table
+  python -m ablations run studies/augment_pairs.yaml --scale quick --workers 2
+  python -m ablations plan studies/temperature.yaml          # the trials, which are done, the cost
+  python -m ablations report quickstart                      # the table again, from MLflow
+  python -m ablations train --set data.source=synthetic      # one run config, no study
+
+Run `python -m ablations COMMAND --help` for each command's options.
+"""
+
 TRAIN_EPILOG = """\
 examples:
   python -m ablations train configs/quickstart.yaml
@@ -48,11 +59,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ablations.study_commands import add_study_commands
+
     parser = argparse.ArgumentParser(
         prog="python -m ablations",
         description="Reproduce and extend the ablations of SimCLR (Chen et al., ICML 2020).",
+        epilog=MAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_study_commands(sub)
     _add_train(sub)
     return parser
 

@@ -1,0 +1,387 @@
+"""The study engine: every study (grid or search) is an Optuna study, every trial an MLflow child run.
+
+Exactly-once across processes and machines rests on two atomic operations of Optuna's RDB
+storage, nothing home-made:
+
+* ``create_study(load_if_exists=False)`` succeeds in exactly one process (unique study name);
+  that process enqueues every grid point as a WAITING trial. The others wait for it.
+* ``storage.set_trial_state_values(id, RUNNING)`` moves a WAITING trial to RUNNING in exactly
+  one process: that is how a worker claims a trial.
+
+A worker records a heartbeat while it trains. When a worker dies (kill -9, lost machine), its
+trial's heartbeat goes stale; the next worker to look fails it (again atomically) and enqueues
+the same point anew, which resumes from the point's checkpoint. A trial that fails in-process
+(NaN loss, out of memory, bad value found late) is recorded as failed and enqueued again for
+the *next* ``run`` invocation only (``not_before``), so a deterministic failure does not loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
+from optuna.storages import RDBStorage, fail_stale_trials
+from optuna.trial import FrozenTrial, TrialState
+
+from ablations import tracking
+from ablations.study import Point, Study, points, trial_config
+from core.config import RunConfig
+from core.trainer import Callback, TrainingDiverged, train
+
+log = logging.getLogger(__name__)
+
+NOT_BEFORE = "not_before"  # user attr: a requeued trial may be claimed only by workers started after this time
+FINGERPRINT = "fingerprint"
+PARENT_RUN = "mlflow_parent_run_id"
+READY = "ready"
+_NEUTRAL_TRAIN = {"progress", "log_every", "device", "checkpoint"}
+
+
+class StudyMismatch(ValueError):
+    """The storage holds a study of this name built from a different study definition."""
+
+
+@dataclass
+class EngineOptions:
+    """Where a study's state lives and how a worker behaves."""
+
+    storage: str
+    tracking_uri: str
+    runs_dir: Path = Path("runs")
+    device: str | None = None  # overrides train.device for this worker
+    max_trials: int | None = None  # stop after this many trials in this worker
+    heartbeat_interval: int = 5
+    grace_period: int = 20  # seconds without heartbeat before a RUNNING trial counts as dead
+    poll_s: float = 2.0
+    log_checkpoint: bool = False
+    progress: bool = True
+
+
+@dataclass
+class WorkerReport:
+    """What one worker did."""
+
+    completed: list[int] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    pruned: list[int] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------- opening the study
+def fingerprint(study: Study) -> str:
+    """Hash of everything that decides the trials' results; progress bars and devices excluded."""
+    base = study.base.model_dump(mode="json")
+    base["train"] = {k: v for k, v in base["train"].items() if k not in _NEUTRAL_TRAIN}
+    axes = {
+        "base": base,
+        "grid": study.grid,
+        "zip": study.zip,
+        "repeats": study.repeats,
+        "search": study.search.model_dump(mode="json") if study.search else None,
+    }
+    return hashlib.sha256(json.dumps(axes, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def make_storage(url: str, options: EngineOptions) -> RDBStorage:
+    """RDB storage with heartbeats; a dead worker's trial is enqueued again, at once claimable."""
+    with tracking.sqlite_init_lock(url):  # table creation is not safe to race on SQLite
+        return RDBStorage(
+            url,
+            heartbeat_interval=options.heartbeat_interval,
+            grace_period=options.grace_period,
+            heartbeat_stale_trial_callback=_requeue_stale,
+        )
+
+
+def _sampler(study: Study, n_points: int) -> optuna.samplers.BaseSampler:
+    if study.search is None:
+        # Grid points are enqueued trials with fixed params, so the sampler never samples. Optuna's
+        # GridSampler is not used: with several workers it may run a point twice (its docs say so)
+        # and it cannot finish enqueued trials (it expects its own grid ids).
+        return optuna.samplers.RandomSampler(seed=0)
+    if study.search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=study.search.seed)
+    return optuna.samplers.TPESampler(seed=study.search.seed)
+
+
+def _pruner(study: Study) -> optuna.pruners.BasePruner:
+    if study.search is not None and study.search.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    return optuna.pruners.NopPruner()
+
+
+def load_or_create(
+    study: Study, name: str, storage: RDBStorage, client: Any, wait_s: float = 120.0
+) -> optuna.Study:
+    """Open the Optuna study ``name``; the one process that creates it also enqueues its points."""
+    pts = points(study)
+    kwargs = dict(study_name=name, storage=storage, sampler=_sampler(study, len(pts)), pruner=_pruner(study))
+    fp = fingerprint(study)
+    try:
+        opt = optuna.create_study(direction=study.direction, load_if_exists=False, **kwargs)
+    except DuplicatedStudyError:
+        opt = optuna.load_study(**kwargs)
+        _wait_ready(opt, name, wait_s)
+        if opt.user_attrs.get(FINGERPRINT) != fp:
+            raise StudyMismatch(
+                f"the storage already holds a study named '{name}' built from a different study "
+                "definition (base config, axes or repeats changed); run it under another name with "
+                "--name, or delete the old one (optuna delete-study --study-name ... --storage ...)"
+            ) from None
+        return opt
+    exp_id = tracking.experiment_id(client, name)
+    parent = tracking.create_parent_run(
+        client, exp_id, name, {"study": name, "git_commit": tracking.git_commit(), "fingerprint": fp}
+    )
+    client.log_text(parent, study.text, Path(study.source).name if study.source else "study.yaml")
+    opt.set_user_attr(FINGERPRINT, fp)
+    opt.set_user_attr(PARENT_RUN, parent)
+    opt.set_user_attr("description", study.description)
+    opt.set_user_attr("metric", study.metric)
+    for pt in pts:
+        opt.enqueue_trial({"point": pt.index}, user_attrs=_point_attrs(pt))
+    opt.set_user_attr(READY, True)
+    return opt
+
+
+def _wait_ready(opt: optuna.Study, name: str, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while not optuna.load_study(study_name=name, storage=opt._storage).user_attrs.get(READY):
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"study '{name}' exists in the storage but was never fully created (its creator "
+                "died while enqueuing); delete it with optuna delete-study and run again"
+            )
+        time.sleep(0.5)
+
+
+def _point_attrs(pt: Point) -> dict[str, Any]:
+    return {
+        "key": pt.key(),
+        "label": pt.label(),
+        "seed": pt.seed,
+        "repeat": pt.repeat,
+        "axes": json.dumps(pt.params),
+    }
+
+
+def _requeue(opt: optuna.Study, trial: FrozenTrial, not_before: float, reason: str) -> None:
+    """Enqueue the same point (or the same sampled values, for a search) once more."""
+    params = trial.system_attrs.get("fixed_params") or trial.params
+    attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("mlflow_run_id", "failure_reason", NOT_BEFORE)}
+    attrs.update({NOT_BEFORE: not_before, "retry_of": trial.number, "retry_reason": reason})
+    opt.enqueue_trial(dict(params), user_attrs=attrs)
+
+
+def _requeue_stale(opt: optuna.Study, trial: FrozenTrial) -> None:
+    """Optuna calls this in exactly one process per trial it found dead."""
+    _requeue(opt, trial, not_before=0.0, reason="worker stopped sending heartbeats")
+
+
+# ---------------------------------------------------------------------- claiming
+def claim(opt: optuna.Study, study: Study, started_at: float) -> optuna.Trial | None:
+    """Atomically take one trial to run, or None when nothing is left for this worker now."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        fail_stale_trials(opt)
+    storage = opt._storage
+    study_id = opt._study_id
+    for frozen in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        if frozen.user_attrs.get(NOT_BEFORE, 0.0) > started_at:
+            continue  # failed during this invocation: retried by the next `run`
+        try:
+            if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
+                return optuna.Trial(opt, frozen._trial_id)
+        except UpdateFinishedTrialError:
+            continue
+    if study.search is not None:
+        live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+        if len(storage.get_all_trials(study_id, deepcopy=False, states=live)) < study.search.n_trials:
+            return optuna.Trial(opt, storage.create_new_trial(study_id))
+    return None
+
+
+def others_running(opt: optuna.Study) -> int:
+    return len(opt._storage.get_all_trials(opt._study_id, deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+@contextmanager
+def heartbeat(storage: RDBStorage, trial_id: int, interval: float) -> Iterator[None]:
+    """Record the trial's heartbeat from a background thread while the body runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception:  # a blinking database must not kill the training thread
+                log.warning("could not record heartbeat for trial %s", trial_id, exc_info=True)
+
+    storage.record_heartbeat(trial_id)
+    thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial_id}")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+# ---------------------------------------------------------------------- running one trial
+class PruningCallback(Callback):
+    """Reports the per-epoch kNN accuracy to Optuna and stops the trial when the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if "knn_top1" in metrics:
+            self.trial.report(metrics["knn_top1"], epoch)
+            if self.trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} (kNN top-1 {metrics['knn_top1']:.2f})")
+
+
+def trial_point(trial: optuna.Trial, study: Study, pts: list[Point]) -> tuple[dict[str, Any], int, str, str]:
+    """(axis values, seed, key, label) of a claimed trial; a search trial samples its values here."""
+    if study.search is None:
+        pt = pts[trial.suggest_categorical("point", list(range(len(pts))))]
+        return pt.params, pt.seed, pt.key(), pt.label()
+    params: dict[str, Any] = {}
+    for dotted, spec in study.search.params.items():
+        if spec.type == "float":
+            params[dotted] = trial.suggest_float(dotted, spec.low, spec.high, log=spec.log, step=spec.step)
+        elif spec.type == "int":
+            step = int(spec.step or 1)
+            params[dotted] = trial.suggest_int(dotted, int(spec.low), int(spec.high), log=spec.log, step=step)
+        else:
+            params[dotted] = trial.suggest_categorical(dotted, spec.choices)
+    seed = study.base.train.seed
+    key = hashlib.sha256(json.dumps([params, seed], sort_keys=True).encode()).hexdigest()[:10]
+    label = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    for name, value in (("key", key), ("label", label), ("seed", seed), ("axes", json.dumps(params))):
+        trial.set_user_attr(name, value)
+    return params, seed, key, label
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line a researcher can act on."""
+    import torch
+
+    if isinstance(exc, TrainingDiverged):
+        return f"diverged: {exc}"
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return "out of memory on the GPU: lower train.batch_size or give the trial more devices"
+    if isinstance(exc, (ValueError, RuntimeError)) and "pydantic" not in type(exc).__module__:
+        return f"{type(exc).__name__}: {exc}"
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def run_trial(
+    opt: optuna.Study,
+    trial: optuna.Trial,
+    study: Study,
+    pts: list[Point],
+    client: Any,
+    exp_id: str,
+    options: EngineOptions,
+    report: WorkerReport,
+) -> None:
+    """Train and evaluate one claimed trial; record the outcome in MLflow first, then in Optuna."""
+    params, seed, key, label = trial_point(trial, study, pts)
+    config = trial_config(study, params, seed)
+    overrides: dict[str, Any] = {"progress": options.progress}
+    if options.device:
+        overrides["device"] = options.device
+    config = config.model_copy(update={"train": config.train.model_copy(update=overrides)})
+    RunConfig.model_validate(config.model_dump())  # the device override must still be valid
+    run_dir = options.runs_dir / opt.study_name / key
+    tags = {
+        "study": opt.study_name,
+        "trial": str(trial.number),
+        "point": key,
+        "seed": str(seed),
+        "git_commit": tracking.git_commit(),
+        "device": config.train.device,
+        **{f"axis.{k}": tracking.param_value(v) for k, v in params.items()},
+    }
+    run_id = tracking.create_trial_run(client, exp_id, opt.user_attrs[PARENT_RUN], f"{trial.number}: {label}", config, tags)
+    trial.set_user_attr("mlflow_run_id", run_id)
+    if study.source:
+        client.log_text(run_id, study.text, Path(study.source).name)
+    callbacks: list[Callback] = [tracking.MlflowCallback(client, run_id)]
+    if study.search is not None:
+        callbacks.append(PruningCallback(trial))
+    log.info("trial %d: %s", trial.number, label)
+    try:
+        with heartbeat(opt._storage, trial._trial_id, options.heartbeat_interval):
+            result = train(config, run_dir=run_dir, callbacks=callbacks)
+        if options.log_checkpoint and result.checkpoint is not None and result.checkpoint.exists():
+            client.log_artifact(run_id, str(result.checkpoint))
+        tracking.finish_run(client, run_id, "FINISHED")
+    except optuna.TrialPruned as exc:
+        tracking.finish_run(client, run_id, "KILLED", f"pruned: {exc}")
+        opt.tell(trial, state=TrialState.PRUNED)
+        report.pruned.append(trial.number)
+        return
+    except KeyboardInterrupt:
+        reason = "interrupted (Ctrl-C); resumes from its last checkpoint on the next run"
+        _fail(opt, trial, client, run_id, reason, not_before=0.0)
+        raise
+    except Exception as exc:
+        reason = failure_reason(exc)
+        log.error("trial %d failed: %s", trial.number, reason)
+        _fail(opt, trial, client, run_id, reason, not_before=time.time())
+        report.failed.append((trial.number, reason))
+        return
+    value = result.metrics.get(study.metric, math.nan)
+    for name, metric in result.metrics.items():
+        trial.set_user_attr(f"metric.{name}", metric)
+    opt.tell(trial, value)
+    report.completed.append(trial.number)
+
+
+def _fail(opt: optuna.Study, trial: optuna.Trial, client: Any, run_id: str, reason: str, not_before: float) -> None:
+    try:
+        tracking.finish_run(client, run_id, "FAILED", reason)
+    except Exception:
+        log.warning("could not record the failure of trial %d in MLflow", trial.number, exc_info=True)
+    trial.set_user_attr("failure_reason", reason)
+    opt.tell(trial, state=TrialState.FAIL)
+    _requeue(opt, opt._storage.get_trial(trial._trial_id), not_before=not_before, reason=reason)
+
+
+# ---------------------------------------------------------------------- the worker loop
+def work(study: Study, name: str, options: EngineOptions, started_at: float | None = None) -> WorkerReport:
+    """Claim and run trials until none is left (waiting while other workers finish theirs)."""
+    started_at = time.time() if started_at is None else started_at
+    client = tracking.connect(options.tracking_uri)
+    storage = make_storage(options.storage, options)
+    opt = load_or_create(study, name, storage, client)
+    exp_id = tracking.experiment_id(client, name)
+    pts = points(study)
+    report = WorkerReport()
+    ran = 0
+    while options.max_trials is None or ran < options.max_trials:
+        trial = claim(opt, study, started_at)
+        if trial is None:
+            if others_running(opt) == 0:
+                break
+            time.sleep(options.poll_s)  # another worker's trial may yet die and come back
+            continue
+        run_trial(opt, trial, study, pts, client, exp_id, options, report)
+        ran += 1
+    return report

@@ -1,0 +1,75 @@
+"""Several trials at once on one machine: one worker process per slot, each bound to one device.
+
+Workers coordinate only through the Optuna storage (see ablations.engine), exactly as workers on
+different machines do, so one machine with N workers and N machines with one worker are the
+same code path.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ablations.engine import EngineOptions, WorkerReport, work
+from ablations.study import load_study
+
+
+def assign_devices(devices: list[str], workers: int) -> list[str | None]:
+    """Round-robin: worker i gets devices[i % len(devices)]; several workers may share one GPU."""
+    if not devices:
+        return [None] * workers
+    return [devices[i % len(devices)] for i in range(workers)]
+
+
+def _worker(
+    study_path: str, overrides: dict[str, Any], scale: str | None, name: str, options: EngineOptions,
+    started_at: float, threads: int, queue: Any,
+) -> None:
+    import torch
+
+    torch.set_num_threads(threads)  # N CPU workers share the cores instead of oversubscribing them
+    study = load_study(Path(study_path), overrides, scale)
+    try:
+        queue.put(work(study, name, options, started_at))
+    except KeyboardInterrupt:
+        queue.put(WorkerReport())
+
+
+def run_workers(
+    study_path: Path,
+    overrides: dict[str, Any],
+    scale: str | None,
+    name: str,
+    options: EngineOptions,
+    devices: list[str],
+    workers: int,
+    started_at: float,
+) -> list[WorkerReport]:
+    """Start ``workers`` processes, wait for all, and return what each did."""
+    ctx = mp.get_context("spawn")  # fork after torch/CUDA initialisation is unsafe
+    queue = ctx.Queue()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    procs = []
+    for device in assign_devices(devices, workers):
+        opts = replace(options, device=device or options.device)
+        args = (str(study_path), overrides, scale, name, opts, started_at, threads, queue)
+        proc = ctx.Process(target=_worker, args=args, daemon=False)
+        proc.start()
+        procs.append(proc)
+    reports = []
+    try:
+        for proc in procs:
+            proc.join()
+    except KeyboardInterrupt:
+        for proc in procs:
+            proc.join(timeout=60)
+        raise
+    while not queue.empty():
+        reports.append(queue.get())
+    failed = [p.exitcode for p in procs if p.exitcode]
+    if failed:
+        raise RuntimeError(f"{len(failed)} worker process(es) exited with status {failed}; see their output above")
+    return reports

@@ -1,0 +1,271 @@
+"""The study commands: ``run``, ``plan`` and ``report``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ablations.yamlfile import ConfigFileError, parse_assignments
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+RUN_EPILOG = """\
+examples:
+  python -m ablations run studies/quickstart.yaml
+  python -m ablations run studies/augment_pairs.yaml --scale quick --workers 2
+  python -m ablations run studies/temperature.yaml --set train.epochs=50 --name temperature-50ep
+  python -m ablations run studies/color_strength.yaml --devices cuda:0,cuda:1 --workers 4
+  python -m ablations run studies/batch_size_epochs.yaml \\
+      --storage postgresql://user:pw@dbhost/optuna --tracking-uri http://mlflow-host:5000
+
+Running the same command again skips finished trials and reruns failed or interrupted ones
+(resuming from their checkpoints). Several `run` processes, on one machine or many, pointed at
+the same --storage share the trials without running any twice. Results go to MLflow:
+`mlflow ui` in this folder shows them.
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study", type=Path, help="study file (YAML), e.g. studies/quickstart.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a base run-config field by dotted path, e.g. train.epochs=5 (repeatable)")
+    p.add_argument("--scale", help="a named variant from the study's `scales:` section, e.g. quick")
+    p.add_argument("--name", help="the study's name in Optuna and MLflow (default: its `name`, plus -SCALE)")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///optuna.db beside the MLflow store)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLflow's default, sqlite:///mlflow.db here)")
+
+
+def add_study_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("run", help="run (or resume) every unfinished trial of a study, then print its table",
+                       description="Run every trial of a study that is not finished yet, log each to MLflow, "
+                       "then print the comparison table.", epilog=RUN_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    p.add_argument("--workers", type=int, default=1, help="trials in parallel on this machine (default 1)")
+    p.add_argument("--devices", default="", help="comma-separated devices for the workers, round-robin "
+                   "(e.g. cuda:0,cuda:1; default: each trial's train.device)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="checkpoints go to RUNS_DIR/STUDY/POINT (default runs)")
+    p.add_argument("--max-trials", type=int, help="stop after this many trials (per worker)")
+    p.add_argument("--dry-run", action="store_true", help="validate and print the plan; write nothing")
+    p.add_argument("--log-checkpoint", action="store_true", help="also store each trial's final checkpoint in MLflow")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in batch jobs)")
+    p.add_argument("--grace-period", type=int, default=20, metavar="S",
+                   help="seconds without a heartbeat before another worker takes over a trial whose worker died (default 20)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("plan", help="list a study's trials, which are done, and what they cost",
+                       description="Print one row per trial with its varied values and status (if the "
+                       "storage knows the study), then the total cost in pretraining images.")
+    _common(p)
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("report", help="print a study's comparison table again, from MLflow",
+                       description="Rebuild a study's table from what MLflow holds.")
+    p.add_argument("study", help="a study file or a study name (as shown in MLflow)")
+    p.add_argument("--scale", help="with a study file: the scale it was run at")
+    p.add_argument("--name", help="the study's name, when it was run with --name")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
+    p.add_argument("--metric", help="metric to tabulate (default: the study's metric, else linear_top1)")
+    p.set_defaults(func=cmd_report)
+
+
+# ---------------------------------------------------------------------- helpers
+def study_name(study: Any, args: argparse.Namespace) -> str:
+    if getattr(args, "name", None):
+        return str(args.name)
+    return f"{study.name}-{args.scale}" if getattr(args, "scale", None) else str(study.name)
+
+
+def default_storage(tracking_uri: str) -> str:
+    """``sqlite:///optuna.db`` in the folder of a SQLite MLflow store, else in the working directory."""
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix):
+        return prefix + str(Path(tracking_uri[len(prefix):]).parent / "optuna.db")
+    return prefix + "optuna.db"
+
+
+def _uris(args: argparse.Namespace) -> tuple[str, str]:
+    from ablations.tracking import default_tracking_uri
+
+    tracking_uri = args.tracking_uri or default_tracking_uri()
+    return tracking_uri, args.storage or default_storage(tracking_uri)
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from ablations.study import load_study
+
+    return load_study(args.study, parse_assignments(args.overrides), args.scale)
+
+
+def _bad(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _storage_status(storage_url: str, name: str) -> dict[str, str]:
+    """Point key -> Optuna state of its latest trial, without creating anything in the storage."""
+    import optuna
+
+    if storage_url.startswith("sqlite:///") and not Path(storage_url[len("sqlite:///"):]).exists():
+        return {}
+    try:
+        opt = optuna.load_study(study_name=name, storage=storage_url)
+    except KeyError:
+        return {}
+    status: dict[str, str] = {}
+    for t in opt.get_trials(deepcopy=False):
+        key = t.user_attrs.get("key")
+        if key and (status.get(key) != "COMPLETE"):
+            status[key] = t.state.name
+    return status
+
+
+def _pretrain_images(config: Any) -> int | None:
+    """Images in the pretraining split, known without decoding anything (None when unknown)."""
+    known = {"cifar10": 50000, "cifar100": 50000, "stl10": 5000, "tarball": 50000}
+    n = config.data.synthetic.train_size if config.data.source == "synthetic" else known.get(config.data.source)
+    if config.data.subset is not None:
+        n = config.data.subset if n is None else min(n, config.data.subset)
+    return n
+
+
+def print_plan(study: Any, name: str, storage_url: str | None) -> None:
+    from ablations.study import points, trial_config
+
+    pts = points(study)
+    status = _storage_status(storage_url, name) if storage_url else {}
+    print(f"study {name}: {study.description.strip().splitlines()[0] if study.description.strip() else ''}")
+    if study.search is not None:
+        print(f"Optuna search, {study.search.n_trials} trials over: "
+              + ", ".join(f"{k} ({p.type}{', log' if p.log else ''})" for k, p in study.search.params.items()))
+        cfgs = [study.base] * study.search.n_trials
+    else:
+        cfgs = [trial_config(study, p.params, p.seed) for p in pts]
+        width = max((len(p.label()) for p in pts), default=10)
+        for p in pts:
+            print(f"  {p.index:>4}  {p.label():<{width}}  {status.get(p.key(), 'todo').lower()}")
+        done = sum(1 for p in pts if status.get(p.key()) == "COMPLETE")
+        print(f"{len(pts)} trials, {done} done, {len(pts) - done} to run")
+    images = [(_pretrain_images(c), c.train.epochs) for c in cfgs]
+    if all(n is not None for n, _ in images):
+        total = sum(2 * n * e for n, e in images if n is not None)
+        print(f"cost: {total:,} augmented views through the encoder in pretraining "
+              f"(2 views x images x epochs, summed over trials)")
+
+
+def print_table(tracking_uri: str, name: str, metric: str) -> int:
+    from reports.trials import aggregate, load_trials, markdown_table
+
+    df = load_trials(tracking_uri, name)
+    if df.empty:
+        print(f"no trials of study '{name}' in MLflow at {tracking_uri}")
+        return 0
+    print(f"\nstudy {name}: {metric} (%), mean over seeds\n")
+    print(markdown_table(aggregate(df, metric), metric))
+    failed = df[df["status"] == "failed"]
+    for _, row in failed.iterrows():
+        print(f"failed: trial {row['trial']}: {row['failure_reason']}")
+    return 0
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_plan(args: argparse.Namespace) -> int:
+    try:
+        study = _load(args)
+    except ConfigFileError as exc:
+        return _bad(str(exc))
+    _, storage_url = _uris(args)
+    print_plan(study, study_name(study, args), storage_url)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ablations.engine import EngineOptions, StudyMismatch, work
+    from ablations.parallel import run_workers
+    from ablations.tracking import TrackingError, connect
+
+    try:
+        study = _load(args)
+        if args.workers < 1:
+            raise ConfigFileError(f"--workers {args.workers}: expected a whole number >= 1")
+        if args.grace_period < 2:
+            raise ConfigFileError(f"--grace-period {args.grace_period}: expected at least 2 seconds")
+        if args.max_trials is not None and args.max_trials < 1:
+            raise ConfigFileError(f"--max-trials {args.max_trials}: expected a whole number >= 1")
+    except ConfigFileError as exc:
+        return _bad(str(exc))
+    name = study_name(study, args)
+    tracking_uri, storage_url = _uris(args)
+    if args.dry_run:
+        print_plan(study, name, storage_url)
+        print("dry run: nothing was trained or written")
+        return 0
+    try:
+        connect(tracking_uri)
+    except TrackingError as exc:
+        return _bad(str(exc))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    options = EngineOptions(
+        storage=storage_url,
+        tracking_uri=tracking_uri,
+        runs_dir=args.runs_dir,
+        device=devices[0] if len(devices) == 1 else None,
+        max_trials=args.max_trials,
+        log_checkpoint=args.log_checkpoint,
+        progress=not args.no_progress,
+        heartbeat_interval=max(1, args.grace_period // 4),
+        grace_period=args.grace_period,
+    )
+    started_at = time.time()
+    overrides = parse_assignments(args.overrides)
+    try:
+        if args.workers == 1:
+            reports = [work(study, name, options, started_at)]
+        else:
+            from ablations.engine import load_or_create, make_storage
+
+            load_or_create(study, name, make_storage(storage_url, options), connect(tracking_uri))
+            reports = run_workers(args.study, overrides, args.scale, name, options, devices, args.workers, started_at)
+    except StudyMismatch as exc:
+        return _bad(str(exc))
+    except KeyboardInterrupt:
+        print("\ninterrupted: the running trial keeps its last checkpoint; run the same command to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    completed = sum(len(r.completed) for r in reports)
+    failed = [f for r in reports for f in r.failed]
+    pruned = sum(len(r.pruned) for r in reports)
+    print(f"\nthis run: {completed} trials finished, {len(failed)} failed, {pruned} pruned "
+          f"(storage {storage_url}, MLflow {tracking_uri})")
+    print_table(tracking_uri, name, study.metric)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ablations.tracking import TrackingError, connect, default_tracking_uri
+
+    tracking_uri = args.tracking_uri or default_tracking_uri()
+    path = Path(args.study)
+    metric = args.metric or "linear_top1"
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        from ablations.study import load_study
+
+        try:
+            study = load_study(path, {}, args.scale)
+        except ConfigFileError as exc:
+            return _bad(str(exc))
+        name = study_name(study, args)
+        metric = args.metric or study.metric
+    else:
+        name = args.name or args.study
+    try:
+        connect(tracking_uri)
+    except TrackingError as exc:
+        return _bad(str(exc))
+    return print_table(tracking_uri, name, metric)

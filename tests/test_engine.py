@@ -1,0 +1,265 @@
+"""The study engine through the real CLI: MLflow and Optuna stores on disk, real worker processes.
+
+Every test runs ``python -m ablations`` as a user would, in a temporary folder, on a tiny
+synthetic study (each trial trains for a second or two on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = """\
+name: tiny
+description: A 2x2 grid on synthetic stripes, for tests.
+base:
+  data: {{source: synthetic, synthetic: {{num_classes: 4, train_size: 128, test_size: 64, image_size: 16}}}}
+  model: {{encoder: resnet_small, width: 4, head_dim: 16}}
+  optim: {{name: adam, lr: 0.001, lr_scaling: none, warmup_epochs: 0}}
+  train: {{epochs: {epochs}, batch_size: 32, progress: false, log_every: 1}}
+  eval: {{knn_k: 10, linear_epochs: 5, linear_batch_size: 32, batch_size: 128}}
+grid:
+  loss.temperature: [0.2, 0.5]
+  augment.ops: [[crop], [crop, color]]
+"""
+
+
+def write_study(folder: Path, epochs: int = 2, extra: str = "") -> Path:
+    path = folder / "tiny.yaml"
+    path.write_text(TINY.format(epochs=epochs) + extra)
+    return path
+
+
+def cli(folder: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "ablations", *args], cwd=folder, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def popen(folder: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "ablations", *args],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def table_lines(text: str) -> list[str]:
+    """The Markdown table's lines (header, rule, rows) from a command's output."""
+    return [line for line in text.splitlines() if line.startswith("|")]
+
+
+def trial_runs(folder: Path, name: str = "tiny", uri: str | None = None) -> list:
+    client = MlflowClient(tracking_uri=uri or f"sqlite:///{folder / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(name)
+    assert exp is not None
+    return client.search_runs([exp.experiment_id], filter_string="tags.`ablations.role` = 'trial'")
+
+
+def optuna_trials(folder: Path, name: str = "tiny") -> list:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'optuna.db'}").get_trials()
+
+
+@pytest.mark.slow
+def test_run_prints_table_logs_to_mlflow_and_rerun_skips_everything(tmp_path):
+    study = write_study(tmp_path)
+    first = cli(tmp_path, "run", str(study))
+    assert first.returncode == 0, first.stderr
+    assert "this run: 4 trials finished, 0 failed" in first.stdout
+    table = first.stdout.split("linear_top1 (%)")[1]
+    for ops in ("crop+color", "crop"):
+        assert ops in table
+    runs = trial_runs(tmp_path)
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    for run in runs:
+        assert {"linear_top1", "linear_top4", "knn_top1", "loss", "lr", "images_per_sec"} <= set(run.data.metrics)
+        assert run.data.params["loss.temperature"] in ("0.2", "0.5")
+        assert run.data.tags["mlflow.parentRunId"]
+        assert {"study", "trial", "git_commit", "axis.loss.temperature", "axis.augment.ops"} <= set(run.data.tags)
+        # the table shows what MLflow holds, to two decimals
+        temp, ops = run.data.params["loss.temperature"], "+".join(json.loads(run.data.params["augment.ops"]))
+        rows = [[c.strip() for c in line.strip("|").split("|")] for line in table_lines(table)[2:]]
+        row = next(r for r in rows if float(r[0]) == float(temp) and r[1] == ops)
+        assert row[2] == f"{run.data.metrics['linear_top1']:.2f}"
+    assert {t.state for t in optuna_trials(tmp_path)} == {TrialState.COMPLETE}
+
+    started = time.monotonic()
+    second = cli(tmp_path, "run", str(study))
+    assert second.returncode == 0, second.stderr
+    assert "this run: 0 trials finished, 0 failed" in second.stdout
+    assert len(trial_runs(tmp_path)) == 4  # nothing trained again
+    assert len(optuna_trials(tmp_path)) == 4
+    assert time.monotonic() - started < 60
+
+    plan = cli(tmp_path, "plan", str(study))
+    assert plan.returncode == 0 and "4 trials, 4 done, 0 to run" in plan.stdout
+
+    report = cli(tmp_path, "report", "tiny")
+    assert report.returncode == 0 and table_lines(table) == table_lines(report.stdout.split("linear_top1 (%)")[1])
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_share_the_study_and_run_each_trial_once(tmp_path):
+    study = write_study(tmp_path)
+    procs = [popen(tmp_path, "run", str(study)) for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    finished = [int(out.split("this run: ")[1].split(" trials finished")[0]) for out in outputs]
+    assert sum(finished) == 4, outputs
+    trials = optuna_trials(tmp_path)
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert sorted(t.user_attrs["key"] for t in trials) == sorted({t.user_attrs["key"] for t in trials})
+    runs = trial_runs(tmp_path)
+    assert len(runs) == 4 and len({r.data.tags["point"] for r in runs}) == 4
+
+
+@pytest.mark.slow
+def test_workers_option_runs_trials_in_parallel_processes(tmp_path):
+    study = write_study(tmp_path)
+    out = cli(tmp_path, "run", str(study), "--workers", "2", "--devices", "cpu")
+    assert out.returncode == 0, out.stderr
+    assert "this run: 4 trials finished" in out.stdout
+    assert len(trial_runs(tmp_path)) == 4
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_the_checkpoint(tmp_path):
+    # one point, long enough (about 15 s) to be killed in the middle
+    study = tmp_path / "tiny.yaml"
+    study.write_text(TINY.format(epochs=150).split("grid:")[0] + "grid:\n  loss.temperature: [0.5]\n")
+    proc = popen(tmp_path, "run", str(study), "--grace-period", "3")
+    deadline = time.monotonic() + 240
+    checkpoints: list[Path] = []
+    while not checkpoints and time.monotonic() < deadline:
+        time.sleep(0.2)
+        checkpoints = list((tmp_path / "runs").glob("tiny/*/checkpoint.pt"))
+    assert checkpoints, "no checkpoint appeared"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(checkpoints[0], weights_only=True)["epoch"] + 1
+    assert killed_at < 150
+    second = cli(tmp_path, "run", str(study), "--grace-period", "3")
+    assert second.returncode == 0, second.stderr
+    trials = optuna_trials(tmp_path)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]  # killed attempt, then its retry
+    assert trials[1].user_attrs["retry_of"] == 0 and trials[1].user_attrs["key"] == trials[0].user_attrs["key"]
+    runs = trial_runs(tmp_path)
+    resumed = [r for r in runs if r.info.status == "FINISHED"]
+    assert len(resumed) == 1 and int(resumed[0].data.tags["resumed_from_epoch"]) >= killed_at
+
+
+@pytest.mark.slow
+def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path):
+    study = tmp_path / "div.yaml"
+    text = TINY.format(epochs=2).replace("name: tiny", "name: div").split("grid:")[0]
+    study.write_text(
+        text.replace("optim: {name: adam, lr: 0.001, lr_scaling: none, warmup_epochs: 0}",
+                     "optim: {name: sgd, lr: 0.001, lr_scaling: none, warmup_epochs: 0}")
+        + "zip:\n  optim.lr: [0.001, 1.0e+12]\n  loss.normalize: [true, false]\n"
+    )
+    out = cli(tmp_path, "run", str(study))
+    assert out.returncode == 0, out.stderr
+    assert "this run: 1 trials finished, 1 failed" in out.stdout
+    assert "failed: trial 1: diverged" in out.stdout
+    runs = {float(r.data.params["optim.lr"]): r for r in trial_runs(tmp_path, "div")}
+    assert runs[1e12].info.status == "FAILED" and "diverged" in runs[1e12].data.tags["failure_reason"]
+    assert runs[1e-3].info.status == "FINISHED"
+    assert "failed (1)" in out.stdout.split("linear_top1 (%)")[1]
+    # a new invocation retries the failed point (once), not the finished one
+    again = cli(tmp_path, "run", str(study))
+    assert "this run: 0 trials finished, 1 failed" in again.stdout
+    assert len(trial_runs(tmp_path, "div")) == 3
+
+
+def test_bad_study_exits_2_naming_file_and_line_and_writes_nothing(tmp_path):
+    study = write_study(tmp_path, extra="colour: 3\n")
+    out = cli(tmp_path, "run", str(study))
+    assert out.returncode == 2
+    assert f"{study}:12" in out.stderr and "colour" in out.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "optuna.db").exists()
+    bad_set = cli(tmp_path, "run", str(write_study(tmp_path)), "--set", "loss.temprature=0.1")
+    assert bad_set.returncode == 2 and "temprature" in bad_set.stderr and "temperature" in bad_set.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_unreachable_tracking_server_stops_before_training(tmp_path):
+    study = write_study(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env_uri = f"http://127.0.0.1:{port}"
+    out = cli(tmp_path, "run", str(study), "--tracking-uri", env_uri, timeout=300)
+    assert out.returncode == 2 and env_uri in out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_mlflow_server_serves_the_study_over_rest(tmp_path):
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        study = write_study(tmp_path)
+        out = cli(tmp_path, "run", str(study), "--tracking-uri", base, "--storage", f"sqlite:///{tmp_path / 'optuna.db'}")
+        assert out.returncode == 0, out.stderr
+
+        def get(path: str, query: str) -> dict:
+            with urllib.request.urlopen(f"{base}/api/2.0/mlflow/{path}?{query}", timeout=10) as r:
+                return json.loads(r.read())
+
+        exp = get("experiments/get-by-name", "experiment_name=tiny")["experiment"]
+        request = urllib.request.Request(
+            f"{base}/api/2.0/mlflow/runs/search",
+            data=json.dumps({"experiment_ids": [exp["experiment_id"]], "max_results": 100}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as r:
+            runs = json.loads(r.read())["runs"]
+        trials = [r for r in runs if {"key": "ablations.role", "value": "trial"} in r["data"]["tags"]]
+        assert len(trials) == 4 and {r["info"]["status"] for r in trials} == {"FINISHED"}
+        assert all(any(m["key"] == "linear_top1" for m in r["data"]["metrics"]) for r in trials)
+        assert len(runs) == 5  # and the study's parent run
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
