@@ -96,7 +96,8 @@ def fingerprint(study: Study) -> str:
 
 def make_storage(url: str, options: EngineOptions) -> RDBStorage:
     """RDB storage with heartbeats; a dead worker's trial is enqueued again, at once claimable."""
-    with tracking.sqlite_init_lock(url):  # table creation is not safe to race on SQLite
+    with tracking.sqlite_init_lock(url), warnings.catch_warnings():  # table creation is not safe to race on SQLite
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.9
         return RDBStorage(
             url,
             heartbeat_interval=options.heartbeat_interval,

@@ -102,6 +102,25 @@ def _load(args: argparse.Namespace) -> Any:
     return load_study(args.study, parse_assignments(args.overrides), args.scale)
 
 
+def check_data_roots(study: Any) -> None:
+    """Fail before anything is written when a trial's data root does not exist (and is not downloaded)."""
+    from ablations.study import points, trial_config
+
+    configs = [study.base] + [trial_config(study, p.params, p.seed) for p in points(study)]
+    for config in configs:
+        data = config.data
+        if data.source == "synthetic" or data.download or data.root is None:
+            continue
+        root = data.root.expanduser()
+        if not root.exists():
+            where = f"{study.source}: " if study.source else ""
+            raise ConfigFileError(
+                f"{where}data.root {data.root} does not exist (source {data.source}; resolved against "
+                f"{Path.cwd()}). Point it at your data with --set data.root=PATH"
+                + (" or set data.download: true" if data.source in ("cifar10", "cifar100", "stl10") else "")
+            )
+
+
 def _bad(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
@@ -170,6 +189,9 @@ def print_table(tracking_uri: str, name: str, metric: str) -> int:
     failed = df[df["status"] == "failed"]
     for _, row in failed.iterrows():
         print(f"failed: trial {row['trial']}: {row['failure_reason']}")
+    from reports.render import print_report
+
+    print_report(tracking_uri, name, metric)  # paper-layout table, verdicts, reports_out/NAME/report.html
     return 0
 
 
@@ -193,6 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         study = _load(args)
         if args.workers < 1:
             raise ConfigFileError(f"--workers {args.workers}: expected a whole number >= 1")
+        check_data_roots(study)
         if args.grace_period < 2:
             raise ConfigFileError(f"--grace-period {args.grace_period}: expected at least 2 seconds")
         if args.max_trials is not None and args.max_trials < 1:

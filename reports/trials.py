@@ -61,6 +61,8 @@ def load_trials(tracking_uri: str, study_name: str) -> pd.DataFrame:
             point=tags.get("point", run.info.run_id),
             run_id=run.info.run_id,
             start_time=run.info.start_time,
+            device=tags.get("device", ""),
+            git_commit=tags.get("git_commit", ""),
         )
         row.update(run.data.metrics)
         rows.append(row)

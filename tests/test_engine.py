@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ import pytest
 import torch
 from mlflow import MlflowClient
 from optuna.trial import TrialState
+
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -203,63 +204,49 @@ def test_bad_study_exits_2_naming_file_and_line_and_writes_nothing(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
+def test_missing_data_root_exits_2_before_writing_anything(tmp_path):
+    study = tmp_path / "s.yaml"
+    study.write_text(TINY.format(epochs=1).replace("source: synthetic,", "source: imagefolder, root: nowhere/cifar,"))
+    out = cli(tmp_path, "run", str(study))
+    assert out.returncode == 2 and "nowhere/cifar does not exist" in out.stderr, out.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "optuna.db").exists()
+
+
 def test_unreachable_tracking_server_stops_before_training(tmp_path):
     study = write_study(tmp_path)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env_uri = f"http://127.0.0.1:{port}"
+    env_uri = f"http://127.0.0.1:{free_port()}"
     out = cli(tmp_path, "run", str(study), "--tracking-uri", env_uri, timeout=300)
     assert out.returncode == 2 and env_uri in out.stderr
     assert not (tmp_path / "runs").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def optuna_state_counts(trials: list) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts
 
 
 @pytest.mark.slow
-def test_mlflow_server_serves_the_study_over_rest(tmp_path):
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+def test_mlflow_server_serves_the_study_over_rest(tmp_path, mlflow_server):
+    base = mlflow_server
+    study = write_study(tmp_path)
+    out = cli(tmp_path, "run", str(study), "--tracking-uri", base, "--storage", f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert out.returncode == 0, out.stderr
+
+    def get(path: str, query: str) -> dict:
+        with urllib.request.urlopen(f"{base}/api/2.0/mlflow/{path}?{query}", timeout=10) as r:
+            return json.loads(r.read())
+
+    exp = get("experiments/get-by-name", "experiment_name=tiny")["experiment"]
+    request = urllib.request.Request(
+        f"{base}/api/2.0/mlflow/runs/search",
+        data=json.dumps({"experiment_ids": [exp["experiment_id"]], "max_results": 100}).encode(),
+        headers={"Content-Type": "application/json"},
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        study = write_study(tmp_path)
-        out = cli(tmp_path, "run", str(study), "--tracking-uri", base, "--storage", f"sqlite:///{tmp_path / 'optuna.db'}")
-        assert out.returncode == 0, out.stderr
-
-        def get(path: str, query: str) -> dict:
-            with urllib.request.urlopen(f"{base}/api/2.0/mlflow/{path}?{query}", timeout=10) as r:
-                return json.loads(r.read())
-
-        exp = get("experiments/get-by-name", "experiment_name=tiny")["experiment"]
-        request = urllib.request.Request(
-            f"{base}/api/2.0/mlflow/runs/search",
-            data=json.dumps({"experiment_ids": [exp["experiment_id"]], "max_results": 100}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as r:
-            runs = json.loads(r.read())["runs"]
-        trials = [r for r in runs if {"key": "ablations.role", "value": "trial"} in r["data"]["tags"]]
-        assert len(trials) == 4 and {r["info"]["status"] for r in trials} == {"FINISHED"}
-        assert all(any(m["key"] == "linear_top1" for m in r["data"]["metrics"]) for r in trials)
-        assert len(runs) == 5  # and the study's parent run
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with urllib.request.urlopen(request, timeout=10) as r:
+        runs = json.loads(r.read())["runs"]
+    trials = [r for r in runs if {"key": "ablations.role", "value": "trial"} in r["data"]["tags"]]
+    assert len(trials) == 4 and {r["info"]["status"] for r in trials} == {"FINISHED"}
+    assert all(any(m["key"] == "linear_top1" for m in r["data"]["metrics"]) for r in trials)
+    assert len(runs) == 5  # and the study's parent run

@@ -1,0 +1,152 @@
+"""Did the paper's finding reproduce? Claims as comparisons of estimates that carry their seed spread.
+
+An :class:`Estimate` is a mean over seeds with its standard error (std / sqrt(n)); cells are
+combined (averaged, the best picked, subtracted) with the errors propagated as if independent.
+A claim "A beats B by more than m points" is
+
+* **reproduced** when ``mean_A - mean_B - m > k * se`` (``se = sqrt(se_A^2 + se_B^2)``, ``k = 2``),
+* **not reproduced** when ``mean_A - mean_B - m < -k * se`` (clearly below the claim; a clear
+  reversal when ``mean_A - mean_B < -k * se`` too),
+* **inconclusive** otherwise, and always when a side has fewer than 2 seeds (the spread over seeds
+  is then unknown: the direction is reported, not judged) or no finished trial at all.
+
+Trends are compared with the Spearman rank correlation between our cells and the paper's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+REPRODUCED = "reproduced"
+NOT_REPRODUCED = "not reproduced"
+INCONCLUSIVE = "inconclusive"
+K_SE = 2.0
+"""How many standard errors a difference must clear to count."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over seeds: ``se`` is std / sqrt(n) (NaN when n < 2); ``n`` the fewest seeds behind it."""
+
+    label: str
+    mean: float
+    se: float
+    n: int
+    failed: int = 0
+
+    @property
+    def missing(self) -> bool:
+        return self.n == 0 or not math.isfinite(self.mean)
+
+    def minus(self, other: "Estimate", label: str | None = None) -> "Estimate":
+        return Estimate(
+            label or f"({self.label}) - ({other.label})",
+            self.mean - other.mean,
+            math.sqrt(self.se**2 + other.se**2),
+            min(self.n, other.n),
+            self.failed + other.failed,
+        )
+
+
+def estimate(label: str, mean: float, std: float, n: int, failed: int = 0) -> Estimate:
+    n = int(n) if n == n else 0
+    mean = float(mean) if n > 0 else math.nan
+    se = float(std) / math.sqrt(n) if n >= 2 and std == std else math.nan
+    return Estimate(label, mean, se, n, int(failed))
+
+
+def from_row(label: str, row: Any) -> Estimate:
+    """An estimate from a row of :func:`reports.trials.aggregate` (mean, std, n, failed)."""
+    return estimate(label, row["mean"], row["std"], row["n"], row.get("failed", 0))
+
+
+def missing(label: str) -> Estimate:
+    return Estimate(label, math.nan, math.nan, 0)
+
+
+def mean_of(label: str, parts: Sequence[Estimate]) -> Estimate:
+    """The average of several cells (every cell must have finished trials)."""
+    if not parts or any(p.missing for p in parts):
+        return Estimate(label, math.nan, math.nan, 0, sum(p.failed for p in parts))
+    k = len(parts)
+    se = math.sqrt(sum(p.se**2 for p in parts)) / k
+    return Estimate(label, sum(p.mean for p in parts) / k, se, min(p.n for p in parts), sum(p.failed for p in parts))
+
+
+def best_of(label: str, parts: Sequence[Estimate]) -> Estimate:
+    """The cell with the highest mean (its own spread), named in the label."""
+    done = [p for p in parts if not p.missing]
+    if not done:
+        return missing(label)
+    top = max(done, key=lambda p: p.mean)
+    return Estimate(f"{label} at {top.label}", top.mean, top.se, top.n, top.failed)
+
+
+@dataclass
+class Verdict:
+    claim: str
+    verdict: str
+    detail: str
+    a: str = ""
+    b: str = ""
+    difference: float = math.nan
+    margin: float = 0.0
+    se: float = math.nan
+    seeds: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> str:
+        return f"[{self.verdict}] {self.claim}: {self.detail}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+
+
+def check_greater(claim: str, a: Estimate, b: Estimate, margin: float = 0.0, k: float = K_SE) -> Verdict:
+    """Judge "A beats B by more than ``margin`` points" against the seed spread of both."""
+    base = dict(claim=claim, a=a.label, b=b.label, margin=margin)
+    for side in (a, b):
+        if side.missing:
+            why = f"{side.failed} failed" if side.failed else "not run"
+            return Verdict(verdict=INCONCLUSIVE, detail=f"no finished trial for {side.label} ({why})", **base)
+    diff = a.mean - b.mean
+    seeds = min(a.n, b.n)
+    se = math.sqrt(a.se**2 + b.se**2) if seeds >= 2 else math.nan
+    need = f" (claimed margin {margin:g})" if margin else ""
+    text = f"{a.label} {a.mean:.2f} vs {b.label} {b.mean:.2f}: difference {diff:+.2f} points{need}"
+    base.update(difference=diff, seeds=seeds, se=se)
+    if seeds < 2:
+        way = "the paper's way" if diff > margin else ("against the paper" if diff < 0 else "below the claimed margin")
+        return Verdict(
+            verdict=INCONCLUSIVE,
+            detail=f"{text}; points {way}, but with {seeds} seed per cell the spread over seeds is unknown "
+            "(run the study with repeats >= 2 to decide)",
+            **base,
+        )
+    band = f"{k:g} standard errors = {k * se:.2f}"
+    if diff - margin > k * se:
+        return Verdict(verdict=REPRODUCED, detail=f"{text}, more than {band} (n={seeds} seeds)", **base)
+    if diff - margin < -k * se:
+        what = "reversed: " if diff < -k * se else ""
+        return Verdict(verdict=NOT_REPRODUCED, detail=f"{what}{text}, beyond {band} (n={seeds} seeds)", **base)
+    return Verdict(verdict=INCONCLUSIVE, detail=f"{text}, within {band} (n={seeds} seeds)", **base)
+
+
+def not_checked(claim: str, reason: str) -> Verdict:
+    return Verdict(claim=claim, verdict=INCONCLUSIVE, detail=reason)
+
+
+def spearman(ours: Iterable[float], paper: Iterable[float]) -> float:
+    """Rank correlation (average ranks for ties); NaN with fewer than 3 pairs or a constant side."""
+    frame = pd.DataFrame({"a": list(ours), "b": list(paper)}).dropna()
+    if len(frame) < 3:
+        return math.nan
+    ra, rb = frame["a"].rank().to_numpy(float), frame["b"].rank().to_numpy(float)
+    if np.std(ra) == 0 or np.std(rb) == 0:
+        return math.nan
+    return float(np.corrcoef(ra, rb)[0, 1])
