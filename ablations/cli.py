@@ -25,6 +25,7 @@ examples:
   python -m ablations plan studies/temperature.yaml          # the trials, which are done, the cost
   python -m ablations report quickstart                      # the table again, from MLflow
   python -m ablations train --set data.source=synthetic      # one run config, no study
+  python -m ablations bench --quick                          # data pipeline and training throughput
 
 Run `python -m ablations COMMAND --help` for each command's options.
 """
@@ -59,6 +60,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ablations.bench import add_bench_command
     from ablations.study_commands import add_study_commands
 
     parser = argparse.ArgumentParser(
@@ -70,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_study_commands(sub)
     _add_train(sub)
+    add_bench_command(sub)
     return parser
 
 

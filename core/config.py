@@ -191,6 +191,14 @@ class TrainConfig(_Strict):
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA, fp32 on CPU.")
     channels_last: bool | None = Field(None, description="Default: on for CUDA.")
     compile: bool = False
+    loader: Literal["batched", "torchvision"] = Field(
+        "batched",
+        description=(
+            "batched: augment whole batches on the training device (core.augment); torchvision: the "
+            "per-image torchvision.transforms.v2 pipeline in DataLoader workers (fallback and baseline)."
+        ),
+    )
+    loader_workers: int = Field(2, ge=0, description="loader: torchvision only: DataLoader worker processes.")
     log_every: int = Field(20, ge=1, description="Steps between loss reads (each read syncs the device).")
     checkpoint: bool = True
     progress: bool = True

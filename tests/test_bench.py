@@ -1,0 +1,55 @@
+"""``python -m ablations bench`` runs and its JSON has every field (not that anything is fast)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ablations.cli import main
+
+TINY = [
+    "--quick", "--device", "cpu", "--data", "synthetic", "--synthetic-size", "128", "--encoder", "resnet_small",
+    "--batch-size", "16", "--steps", "1", "--workers", "1", "--aug-seconds", "0.01", "--per-image-count", "4",
+    "--aug-batch-size", "32", "--image-sizes", "16", "24", "--profile",
+]
+
+AUG_FIELDS = {
+    "image_size", "batch_size", "pipeline", "batched_images_per_s", "torchvision_images_per_s",
+    "kornia_images_per_s", "batched_speedup", "kornia_speedup", "note",
+}
+ROW_FIELDS = {"name", "images_per_s", "s_per_epoch", "extrapolated", "steps", "batch_size", "peak_memory_mb", "speedup"}
+
+
+@pytest.mark.slow
+def test_bench_runs_and_writes_every_field(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    capsys.readouterr()
+    assert main(["bench", *TINY, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    r = json.loads(out.read_text())
+
+    assert {"date", "command", "quick", "device", "versions", "augmentation", "end_to_end", "peak_memory", "wall_s", "notes"} <= r.keys()
+    assert {"type", "name", "cpu_count", "torch_threads"} <= r["device"].keys()
+    assert {"python", "torch", "torchvision", "kornia", "numpy"} <= r["versions"].keys()
+    assert [a["image_size"] for a in r["augmentation"]] == [16, 24]
+    for a in r["augmentation"]:
+        assert AUG_FIELDS <= a.keys()
+        assert a["batched_images_per_s"] > 0 and a["torchvision_images_per_s"] > 0
+        assert a["batched_speedup"].endswith("x")
+        if r["versions"]["kornia"] is None:
+            assert a["kornia_images_per_s"] is None and "skipped" in a["note"]
+        else:
+            assert a["kornia_images_per_s"] > 0 and a["kornia_speedup"].endswith("x")
+    e = r["end_to_end"]
+    assert {"data", "model", "epoch_images", "steps_per_epoch", "batch_size", "precision", "rows", "profile"} <= e.keys()
+    assert "synthetic" in e["data"]
+    assert len(e["rows"]) == 3
+    for row in e["rows"]:
+        assert ROW_FIELDS <= row.keys()
+        assert row["images_per_s"] > 0 and row["s_per_epoch"] > 0 and row["extrapolated"]
+    assert "x vs (b)" in e["rows"][0]["speedup"] and "x vs (b)" in e["rows"][2]["speedup"]
+    assert e["profile"] and {"op", "self_cpu_ms", "percent", "calls"} <= e["profile"][0].keys()
+    assert {"process_max_rss_mb", "cuda_max_allocated_mb"} <= r["peak_memory"].keys()
+    # the table carries the speed-ups on their rows
+    assert "batched core.augment (ours)" in printed and "(c) model only" in printed and "x vs (b)" in printed
