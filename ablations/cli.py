@@ -40,6 +40,9 @@ Without CONFIG the paper's CIFAR-10 defaults are used (ResNet-18 CIFAR stem, bat
 LARS lr 1.0 x B/256, temperature 0.5, colour strength 0.5), reading CIFAR-10 from data.root (./data).
 The run directory holds checkpoint.pt (written every epoch) and result.json; running the same
 command again resumes from the checkpoint, or returns the stored result if the run had finished.
+
+Data parallel (one run over K processes; train.batch_size is the global batch, global BN on):
+  torchrun --standalone --nproc-per-node 4 -m ablations train CONFIG.yaml
 """
 
 
@@ -77,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from core import distributed
     from core.data import DataError
     from core.trainer import TrainingDiverged, train
 
@@ -95,6 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = json.loads(result_path.read_text())
         print(format_result(result))
         return 0
+    info = distributed.env_info()
     try:
         outcome = train(config, run_dir=run_dir)
     except DataError as exc:
@@ -104,6 +109,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         print(f"status: diverged (run directory {run_dir})", file=sys.stderr)
         return EXIT_DIVERGED
+    finally:
+        distributed.shutdown()
+    if not info.is_main:  # rank 0 reports for the group
+        return 0
     result = {
         "run_dir": str(run_dir),
         "metrics": outcome.metrics,

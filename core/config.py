@@ -199,6 +199,13 @@ class TrainConfig(_Strict):
         ),
     )
     loader_workers: int = Field(2, ge=0, description="loader: torchvision only: DataLoader worker processes.")
+    sync_bn: bool | None = Field(
+        None,
+        description=(
+            "Global BN (paper sec. 2): BatchNorm statistics over the global batch of every process. "
+            "Default: on when the run spans several processes (torchrun); no effect in one process."
+        ),
+    )
     log_every: int = Field(20, ge=1, description="Steps between loss reads (each read syncs the device).")
     checkpoint: bool = True
     progress: bool = True

@@ -17,10 +17,13 @@ Table 2, with and without semi-hard mining, unchanged.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,9 @@ def gather_with_grad(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
         return x
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(x), dim=0)
+    with warnings.catch_warnings():  # its successor is private API (torch.distributed._functional_collectives)
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.cat(all_gather(x), dim=0)
 
 
 def global_views(z1: torch.Tensor, z2: torch.Tensor, info: DistInfo) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,14 +89,87 @@ def broadcast_flag(value: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(flag.item())
 
 
+def shutdown() -> None:
+    """Leave the process group, if this process joined one (a clean exit under torchrun)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
 
 
-def shard(batch_indices: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """This rank's contiguous slice of the global batch (the global batch must divide evenly)."""
+def shard_slice(global_batch: int, info: DistInfo) -> slice | None:
+    """This rank's contiguous slice of a global batch (None in one process); the batch must divide evenly."""
     if not info.enabled:
-        return batch_indices
-    per_rank = batch_indices.shape[0] // info.world_size
-    return batch_indices[info.rank * per_rank : (info.rank + 1) * per_rank]
+        return None
+    per_rank = global_batch // info.world_size
+    return slice(info.rank * per_rank, (info.rank + 1) * per_rank)
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's ``obj`` on every rank (e.g. a checkpoint, so ranks need no shared filesystem)."""
+    if not info.enabled:
+        return obj
+    box = [obj if info.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+class CrossRankBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch normalisation whose training statistics cover the global batch of every rank.
+
+    The paper's "global BN". On CUDA, torch's ``nn.SyncBatchNorm`` does this with fused kernels;
+    it refuses CPU tensors, so Gloo (CPU) runs use this module: per-channel sum, sum of squares and
+    count are summed over ranks with ``torch.distributed.nn.functional.all_reduce`` (which carries
+    gradients), so forward and backward equal BatchNorm over the concatenated batch. Outside
+    training, or without a process group, it is plain BatchNorm.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input, got {input.dim()}D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        c = x.shape[1]
+        dims = [0, *range(2, x.dim())]
+        shape = (1, c) + (1,) * (x.dim() - 2)
+        count = x.new_full((1,), x.numel() / c)
+        with warnings.catch_warnings():  # its successor is private API (torch.distributed._functional_collectives)
+            warnings.simplefilter("ignore", FutureWarning)
+            sums = all_reduce(torch.cat([x.sum(dims), count]))
+            n = sums[-1]
+            mean = sums[:c] / n
+            centred = x - mean.view(shape)
+            # two passes: E[x^2] - E[x]^2 in float32 loses the variance when |mean| >> std
+            var = all_reduce((centred * centred).sum(dims)) / n
+        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                self.running_mean.lerp_(mean.detach(), m)
+                self.running_var.lerp_(var.detach() * n / (n - 1), m)
+        y = centred * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y
+
+
+def convert_global_bn(module: nn.Module, device_type: str) -> nn.Module:
+    """Replace every BatchNorm of ``module`` by a global one: ``nn.SyncBatchNorm`` on CUDA,
+    :class:`CrossRankBatchNorm` elsewhere (parameters and running statistics carried over)."""
+    if device_type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, CrossRankBatchNorm):
+        bn = CrossRankBatchNorm(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        bn.load_state_dict(module.state_dict())
+        bn.train(module.training)
+        return bn
+    for name, child in module.named_children():
+        module.add_module(name, convert_global_bn(child, device_type))
+    return module

@@ -151,15 +151,20 @@ class TorchvisionLoader:
 
 def batched_epoch(
     images: torch.Tensor,
-    views: Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]],
+    views: Callable[..., tuple[torch.Tensor, torch.Tensor]],
     batch_size: int,
     data_gen: torch.Generator,
     aug_gen: torch.Generator,
+    part: slice | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of the batched pipeline: a seeded permutation of the on-device images, each batch
     indexed from it and augmented whole (the draws from ``data_gen``/``aug_gen`` are in the same order
-    as ever, so checkpoints written before the loader option resume to the same result)."""
+    as ever, so checkpoints written before the loader option resume to the same result).
+
+    ``part``: this data-parallel rank's slice of every global batch; all ranks share the generator
+    states, hence the permutation and every image's augmentation parameters."""
     steps = images.shape[0] // batch_size
     order = torch.randperm(images.shape[0], generator=data_gen, device=images.device)
     for i in range(steps):
-        yield views(images[order[i * batch_size : (i + 1) * batch_size]], aug_gen)
+        batch = images[order[i * batch_size : (i + 1) * batch_size]]
+        yield views(batch, aug_gen) if part is None else views(batch, aug_gen, part=part)

@@ -2,6 +2,11 @@
 
 The hot loop does no per-image Python work and reads the loss from the device only every
 ``train.log_every`` steps, so on a GPU the host queues work ahead of the device.
+
+Under torchrun (K processes) one run spans K devices: every rank draws the same global batch and
+augmentation parameters, augments and encodes its own 1/K of it, and the loss is computed over the
+global batch (core.distributed); BatchNorm is global by default (``train.sync_bn``). Only rank 0
+calls callbacks, evaluates and writes checkpoints; results are shared with every rank.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +23,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from core import checkpoint
+from core import checkpoint, distributed
 from core.augment import TwoViews
 from core.config import RunConfig
 from core.data import ImageSplits, load_dataset
@@ -42,6 +48,10 @@ class TrainingDiverged(RuntimeError):
             "(try a lower learning rate, a higher temperature, or fp32 precision)"
         )
         self.epoch, self.step, self.value = epoch, step, value
+
+
+class StoppedByMain(RuntimeError):
+    """Raised on ranks other than 0 when rank 0 stopped the run (a callback raised, e.g. pruning)."""
 
 
 class Callback:
@@ -100,8 +110,12 @@ class Trainer:
     ) -> None:
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.callbacks = list(callbacks)
-        self.device = resolve_device(config.train.device)
+        self.dist = distributed.env_info()
+        self.callbacks = list(callbacks) if self.dist.is_main else []  # rank 0 logs for the group
+        self.device = distributed.device_for(self.dist, resolve_device(config.train.device))
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        distributed.init(self.dist, self.device.type)
         self.amp_dtype = autocast_dtype(config, self.device)
         cl = config.train.channels_last
         self.channels_last = self.device.type == "cuda" if cl is None else cl
@@ -109,6 +123,8 @@ class Trainer:
         self._check_batch()
         self.torchvision_loader: TorchvisionLoader | None = None
         if config.train.loader == "torchvision":  # images stay in host memory for the workers
+            if self.dist.enabled:
+                raise ValueError("train.loader 'torchvision' runs in one process; use 'batched' under torchrun")
             self.images = self.splits.pretrain
             self.torchvision_loader = TorchvisionLoader(
                 self.images, config.augment, config.train.batch_size, self.device,
@@ -117,7 +133,9 @@ class Trainer:
         else:
             self.images = self.splits.pretrain.to(self.device)
         self.model = self._build_model()
-        self.forward = torch.compile(self.model) if config.train.compile else self.model
+        self.forward = self._wrap_parallel(self.model)
+        if config.train.compile:
+            self.forward = torch.compile(self.forward)
         self.steps_per_epoch = self.images.shape[0] // config.train.batch_size
         total = config.train.epochs * self.steps_per_epoch
         warmup = round(config.optim.warmup_epochs * self.steps_per_epoch)
@@ -129,6 +147,7 @@ class Trainer:
         self.views = TwoViews(config.augment)
         self.start_epoch = 0
         self.history: list[dict[str, float]] = []
+        self._deferred_failure: BaseException | None = None
 
     # ------------------------------------------------------------------ setup
     def _check_batch(self) -> None:
@@ -138,11 +157,34 @@ class Trainer:
                 f"train.batch_size {b} is larger than the pretraining set ({n} images); "
                 "lower the batch size or enlarge data.subset"
             )
+        if b % self.dist.world_size:
+            raise ValueError(
+                f"train.batch_size {b} (the global batch) does not split evenly over {self.dist.world_size} processes"
+            )
+
+    @property
+    def sync_bn(self) -> bool:
+        """Global BN: on by default when the run spans several processes."""
+        wanted = self.config.train.sync_bn
+        return self.dist.enabled and (wanted is None or wanted)
+
+    def _wrap_parallel(self, model: SimCLRModel) -> torch.nn.Module:
+        """DistributedDataParallel over the group (the model itself in one process). With global BN
+        every rank computes the same running statistics, so buffers need no broadcast; without it,
+        rank 0's are broadcast each step, as usual."""
+        if not self.dist.enabled:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=not self.sync_bn)
 
     def _build_model(self) -> SimCLRModel:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.train.seed)
             model = SimCLRModel(self.config.model, in_channels=self.splits.channels)
+        if self.sync_bn:
+            model = distributed.convert_global_bn(model, self.device.type)
         model = model.to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -166,17 +208,32 @@ class Trainer:
         }
 
     def save_checkpoint(self, epoch: int) -> None:
-        """Atomically write everything needed to continue after ``epoch`` (0-based, completed)."""
-        if self.checkpoint_path is not None and self.config.train.checkpoint:
+        """Atomically write everything needed to continue after ``epoch`` (0-based, completed).
+        Rank 0 writes for the group (every rank holds the same state)."""
+        if self.checkpoint_path is not None and self.config.train.checkpoint and self.dist.is_main:
             checkpoint.save_atomic(self._state(epoch), self.checkpoint_path)
 
-    def try_resume(self) -> bool:
-        """Load ``run_dir/checkpoint.pt`` if present; return whether training continues from it."""
+    def _read_checkpoint(self) -> tuple[dict[str, Any], Path] | None:
+        """The newest undamaged checkpoint of the run directory, if any (damaged ones are reported
+        and skipped: an older one, or a fresh start, never garbage)."""
         path = self.checkpoint_path
-        if path is None or not path.exists():
+        if path is None:
+            return None
+        found = checkpoint.load_latest_good(path, warn=lambda msg: print(msg, file=sys.stderr))
+        if found is None and (path.exists() or checkpoint.previous_path(path).exists()):
+            print(f"warning: {path.parent}: no usable checkpoint; training starts from scratch", file=sys.stderr)
+        return found
+
+    def try_resume(self) -> bool:
+        """Continue from the run directory's checkpoint if there is a usable one; return whether it
+        did. Rank 0 reads it and hands it to every rank (no shared filesystem needed)."""
+        found = distributed.broadcast_object(self._read_checkpoint() if self.dist.is_main else None, self.dist)
+        if found is None:
             return False
-        state = checkpoint.load(path)
+        state, path = found
         self._check_same_config(json.loads(state["config"]), path)
+        if self.dist.is_main:
+            print(f"resuming from {path} (after epoch {int(state['epoch']) + 1})", file=sys.stderr)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -214,7 +271,7 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             _, z = self.forward(x)
-        z1, z2 = z.float().chunk(2)
+        z1, z2 = distributed.global_views(*z.float().chunk(2), self.dist)  # identity in one process
         loss = loss_from_config(self.config.loss, z1, z2)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -226,7 +283,10 @@ class Trainer:
         """The two views of every batch of ``epoch``, from the configured ``train.loader``."""
         if self.torchvision_loader is not None:
             return self.torchvision_loader.epoch(epoch)
-        return batched_epoch(self.images, self.views, self.config.train.batch_size, self.data_gen, self.aug_gen)
+        return batched_epoch(
+            self.images, self.views, self.config.train.batch_size, self.data_gen, self.aug_gen,
+            part=distributed.shard_slice(self.config.train.batch_size, self.dist),
+        )
 
     def _lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -249,8 +309,7 @@ class Trainer:
                 if not math.isfinite(mean):
                     raise TrainingDiverged(epoch, global_step, mean)
                 metrics = {"loss": mean, "lr": self._lr()}
-                for cb in self.callbacks:
-                    cb.on_step(global_step, metrics)
+                self._on_step(global_step, metrics)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{mean:.4f}", refresh=False)
                 bar.update(n_since)
                 since_log.zero_()
@@ -287,12 +346,42 @@ class Trainer:
         every = self.config.eval.knn_every
         return every > 0 and ((epoch + 1) % every == 0 or epoch + 1 == self.config.train.epochs)
 
+    def _on_step(self, step: int, metrics: dict[str, float]) -> None:
+        """Step hooks. Under torchrun a failure waits for the epoch's end, where the group learns
+        of it together (stopping rank 0 alone mid-epoch would leave the others waiting for it)."""
+        try:
+            for cb in self.callbacks:
+                cb.on_step(step, metrics)
+        except Exception as exc:
+            if not self.dist.enabled:
+                raise
+            self._deferred_failure = self._deferred_failure or exc
+
+    def _call_back(self, hook: str, *args: Any) -> None:
+        """Run ``hook`` of every callback (rank 0 only). Under torchrun, rank 0 then tells every rank
+        whether to go on, so a callback that stops the run (pruning, an error) stops the group."""
+        failure, self._deferred_failure = self._deferred_failure, None
+        try:
+            if failure is None:
+                for cb in self.callbacks:
+                    getattr(cb, hook)(*args)
+        except BaseException as exc:  # re-raised below, after the group knows
+            failure = exc
+        if distributed.broadcast_flag(failure is not None, self.dist, self.device) and failure is None:
+            raise StoppedByMain("rank 0 stopped the run")
+        if failure is not None:
+            raise failure
+
+    def _evaluate_on_main(self, linear: bool) -> list[Accuracy]:
+        """Evaluate on rank 0 (the encoder is the same on every rank) and share the result."""
+        accuracies = self.evaluate(linear=linear) if self.dist.is_main else []
+        return distributed.broadcast_object(accuracies, self.dist)
+
     def fit(self, resume: bool = True) -> TrainResult:
         """Train (continuing from the run directory's checkpoint when ``resume``), then evaluate."""
         if resume:
             self.try_resume()
-        for cb in self.callbacks:
-            cb.on_train_start(self.config, self.start_epoch)
+        self._call_back("on_train_start", self.config, self.start_epoch)
         started = time.perf_counter()
         epochs = self.config.train.epochs
         bar = tqdm(
@@ -300,26 +389,25 @@ class Trainer:
             initial=self.start_epoch * self.steps_per_epoch,
             desc="pretrain",
             unit="step",
-            disable=not self.config.train.progress,
+            disable=not (self.config.train.progress and self.dist.is_main),
             dynamic_ncols=True,
         )
         with bar:
             for epoch in range(self.start_epoch, epochs):
                 metrics = self._run_epoch(epoch, bar)
                 if self._knn_due(epoch):
-                    metrics.update({a.name: a.value for a in self.evaluate(linear=False) if a.name == "knn_top1"})
+                    metrics.update({a.name: a.value for a in self._evaluate_on_main(linear=False) if a.name == "knn_top1"})
                 bar.set_postfix(epoch=epoch + 1, loss=f"{metrics['loss']:.4f}", img_s=f"{metrics['images_per_sec']:.0f}")
                 self.history.append({"epoch": epoch + 1, **metrics})
-                for cb in self.callbacks:
-                    cb.on_epoch_end(epoch + 1, metrics)
+                self._call_back("on_epoch_end", epoch + 1, metrics)
                 self.save_checkpoint(epoch)
-        accuracies = self.evaluate(linear=self.config.eval.linear)
+        accuracies = self._evaluate_on_main(linear=self.config.eval.linear)
         final = {a.name: a.value for a in accuracies}
         if self.history:
             final["loss"] = self.history[-1]["loss"]
         final["train_time_s"] = time.perf_counter() - started
-        for cb in self.callbacks:
-            cb.on_train_end(final, accuracies)
+        self._call_back("on_train_end", final, accuracies)
+        distributed.barrier(self.dist)  # rank 0's checkpoint and logs are complete before anyone leaves
         return TrainResult(final, accuracies, list(self.history), self.checkpoint_path)
 
 

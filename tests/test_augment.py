@@ -276,3 +276,16 @@ def test_ops_apply_in_the_given_order():
     assert not torch.allclose(a, b)
     assert torch.equal(b[:, 0], b[:, 1])  # sobel last: every channel the same edge map
     assert math.isfinite(a.sum().item())
+
+
+@pytest.mark.parametrize("mode", ["asymmetric", "symmetric"])
+def test_a_shard_gets_the_views_the_whole_batch_gives_its_images(mode):
+    # data-parallel ranks augment only their slice, with the parameters of the single-process batch
+    cfg = AugmentConfig(ops=["crop", "color", "blur", "noise"], mode=mode)
+    images = torch.randint(0, 256, (12, 3, 16, 16), dtype=torch.uint8)
+    views = TwoViews(cfg)
+    whole = views(images, torch.Generator().manual_seed(5))
+    for part in (slice(0, 4), slice(4, 8), slice(8, 12)):
+        shard = views(images, torch.Generator().manual_seed(5), part=part)
+        for w, s in zip(whole, shard):
+            torch.testing.assert_close(s, w[part], rtol=0, atol=1e-6)

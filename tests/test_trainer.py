@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from core import checkpoint
 from core.config import RunConfig
 from core.data import load_dataset
 from core.trainer import Callback, Trainer, TrainingDiverged, train
@@ -129,7 +130,7 @@ def test_resume_refuses_a_checkpoint_from_another_config(tmp_path):
 def test_checkpoint_holds_model_optimizer_and_rng_state(tmp_path):
     trainer = Trainer(tiny_config(**{"train.epochs": 1}), tmp_path)
     trainer.fit()
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    state = checkpoint.load(tmp_path / "checkpoint.pt")
     assert state["epoch"] == 0
     assert {"model", "optimizer", "scheduler", "data_rng", "aug_rng", "config"} <= set(state)
     assert not list(Path(tmp_path).glob("*.tmp"))  # the atomic write left no temp file
@@ -144,3 +145,50 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
 def test_batch_larger_than_data_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="larger than the pretraining set"):
         Trainer(tiny_config(**{"train.batch_size": 1024}), tmp_path)
+
+
+def _damage(path: Path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "truncate":
+        path.write_bytes(bytes(data[: len(data) // 2]))
+    else:  # flip one byte in the middle: a torch.load would not notice every such change
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["truncate", "flip"])
+def test_a_damaged_checkpoint_is_detected_and_never_loaded(tmp_path, how):
+    train(tiny_config(**{"train.epochs": 1}), tmp_path)
+    _damage(tmp_path / "checkpoint.pt", how)
+    with pytest.raises(checkpoint.CheckpointError, match="damaged checkpoint"):
+        checkpoint.load(tmp_path / "checkpoint.pt")
+
+
+def test_a_torn_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+    config = tiny_config(**{"train.epochs": 3})
+    reference = train(config, tmp_path / "reference")
+    run = tmp_path / "run"
+    train(config, run)  # leaves checkpoint.pt (after epoch 3) and checkpoint.pt.prev (after epoch 2)
+    assert checkpoint.load(run / "checkpoint.pt.prev")["epoch"] == 1
+    _damage(run / "checkpoint.pt", "truncate")
+    resumed = Trainer(config, run)
+    assert resumed.try_resume() and resumed.start_epoch == 2
+    assert "damaged checkpoint" in capsys.readouterr().err
+    result = resumed.fit(resume=False)  # epoch 3 again, from epoch 2's state
+    assert [h["loss"] for h in result.history] == [h["loss"] for h in reference.history]
+    assert result.metrics["linear_top1"] == reference.metrics["linear_top1"]
+
+
+def test_with_no_usable_checkpoint_training_starts_over_and_matches_a_fresh_run(tmp_path, capsys):
+    config = tiny_config(**{"train.epochs": 2})
+    reference = train(config, tmp_path / "reference")
+    run = tmp_path / "run"
+    train(config, run)
+    (run / "checkpoint.pt.prev").write_bytes(b"garbage")
+    _damage(run / "checkpoint.pt", "truncate")
+    again = Trainer(config, run)
+    assert not again.try_resume()
+    assert "starts from scratch" in capsys.readouterr().err
+    result = again.fit(resume=False)
+    assert [h["loss"] for h in result.history] == [h["loss"] for h in reference.history]
+    assert result.metrics["linear_top1"] == reference.metrics["linear_top1"]

@@ -12,6 +12,7 @@ from core.augment.transforms import (
     RandomResizedCrop,
     Rotate,
     Sobel,
+    Params,
     Transform,
 )
 from core.config import AugmentConfig
@@ -37,6 +38,11 @@ def build_transform(name: str, cfg: AugmentConfig) -> Transform:
     return factories[name]()
 
 
+def slice_params(params: list[Params], part: slice) -> list[Params]:
+    """The parameters of the images in ``part`` (every parameter is indexed by image first)."""
+    return [{k: v[part] for k, v in p.items()} for p in params]
+
+
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 (B, C, H, W) -> float32 in [0, 1] on the same device."""
     return images.float().div_(255.0)
@@ -49,9 +55,17 @@ class Compose:
         self.transforms = transforms
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        # Every transformation keeps the batch's shape, so all parameters can be drawn first (in the
-        # same order from ``generator`` as drawing each just before its transformation).
-        params = [t.sample(x, generator) for t in self.transforms]
+        """Transform ``x`` with fresh parameters drawn from ``generator``."""
+        return self.apply(x, self.sample(x, generator))
+
+    def sample(self, like: torch.Tensor, generator: torch.Generator) -> list[Params]:
+        """Every transformation's per-image parameters for a batch shaped like ``like``. Every
+        transformation keeps the batch's shape, so all can be drawn first (in the same order from
+        ``generator`` as drawing each just before its transformation)."""
+        return [t.sample(like, generator) for t in self.transforms]
+
+    def apply(self, x: torch.Tensor, params: list[Params]) -> torch.Tensor:
+        """Run the chain on ``x`` with ``params`` (one entry per image of ``x``)."""
         if x.device.type != "cpu" or x.numel() <= CPU_CHUNK_ELEMENTS:
             return self._apply(x, params)
         # CPU: run the whole chain on cache-sized slices of the batch. Whole-batch temporaries are
@@ -61,10 +75,10 @@ class Compose:
         out = torch.empty_like(x)
         for start in range(0, x.shape[0], per_chunk):
             part = slice(start, start + per_chunk)
-            out[part] = self._apply(x[part], [{k: v[part] for k, v in p.items()} for p in params])
+            out[part] = self._apply(x[part], slice_params(params, part))
         return out
 
-    def _apply(self, x: torch.Tensor, params: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+    def _apply(self, x: torch.Tensor, params: list[Params]) -> torch.Tensor:
         for t, p in zip(self.transforms, params):
             x = t.apply(x, p)
         return x
@@ -82,10 +96,29 @@ class TwoViews:
         self.ops = Compose([build_transform(name, cfg) for name in cfg.ops])
         self.base_crop = RandomResizedCrop(cfg.crop)
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """``images`` uint8 or float (B, C, H, W); returns two float views in [0, 1]."""
+    def __call__(
+        self, images: torch.Tensor, generator: torch.Generator, part: slice | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``images`` uint8 or float (B, C, H, W); returns two float views in [0, 1].
+
+        ``part``: return only the views of ``images[part]``, with the parameters those images get when
+        the whole batch is augmented. Data-parallel ranks draw every image's parameters from one
+        shared generator state and transform only their own shard, so the global batch's views are
+        those of a single process, bit for bit, and no rank augments images it does not train on.
+        """
+        full = images
+        if part is not None:
+            images = images[part]
         x = to_float(images) if images.dtype == torch.uint8 else images
+        # sampling only reads the batch's shape, device and dtype
+        like = x if part is None else x.new_empty((full.shape[0], *x.shape[1:]))
+
+        def draw(t_sample: list[Params]) -> list[Params]:
+            return t_sample if part is None else slice_params(t_sample, part)
+
         if self.mode == "asymmetric":
-            base = self.base_crop.apply(x, self.base_crop.sample(x, generator))
-            return self.ops(base, generator), base
-        return self.ops(x, generator), self.ops(x, generator)
+            crop = draw([self.base_crop.sample(like, generator)])[0]
+            base = self.base_crop.apply(x, crop)
+            return self.ops.apply(base, draw(self.ops.sample(like, generator))), base
+        v1 = self.ops.apply(x, draw(self.ops.sample(like, generator)))
+        return v1, self.ops.apply(x, draw(self.ops.sample(like, generator)))
