@@ -29,7 +29,7 @@ from core.config import RunConfig
 from core.data import ImageSplits, load_dataset
 from core.loaders import TorchvisionLoader, batched_epoch
 from core.evaluate import Accuracy, evaluate_encoder
-from core.losses import loss_from_config
+from core.losses import contrastive_accuracy, loss_from_config
 from core.models import SimCLRModel
 from core.optim import build_optimizer, build_scheduler
 
@@ -64,7 +64,8 @@ class Callback:
         """Every ``train.log_every`` steps: loss (mean since the last call) and lr."""
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        """After each epoch: loss, lr, images_per_sec, epoch_time_s and, when computed, knn_top1."""
+        """After each epoch: loss, contrastive_acc (% of views whose nearest other view is their
+        positive, Table 5), lr, images_per_sec, epoch_time_s and, when computed, knn_top1."""
 
     def on_train_end(self, metrics: dict[str, float], accuracies: list[Accuracy]) -> None:
         """After the final evaluation: final metrics and every accuracy with its protocol."""
@@ -148,6 +149,7 @@ class Trainer:
         self.start_epoch = 0
         self.history: list[dict[str, float]] = []
         self._deferred_failure: BaseException | None = None
+        self._contrastive_hits = torch.zeros((), device=self.device)
 
     # ------------------------------------------------------------------ setup
     def _check_batch(self) -> None:
@@ -273,6 +275,8 @@ class Trainer:
             _, z = self.forward(x)
         z1, z2 = distributed.global_views(*z.float().chunk(2), self.dist)  # identity in one process
         loss = loss_from_config(self.config.loss, z1, z2)
+        # Table 5's "contrastive acc.": summed on the device, read once per epoch
+        self._contrastive_hits += contrastive_accuracy(z1.detach(), z2.detach(), self.config.loss.normalize)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -296,6 +300,7 @@ class Trainer:
         log_every = self.config.train.log_every
         since_log = torch.zeros((), device=self.device)
         epoch_sum = torch.zeros((), device=self.device)
+        self._contrastive_hits = torch.zeros((), device=self.device)
         n_since = 0
         started = time.perf_counter()
         for i, (v1, v2) in enumerate(self._view_batches(epoch)):
@@ -318,6 +323,7 @@ class Trainer:
         images = self.steps_per_epoch * self.config.train.batch_size
         return {
             "loss": epoch_sum.item() / self.steps_per_epoch,
+            "contrastive_acc": 100.0 * self._contrastive_hits.item() / self.steps_per_epoch,
             "lr": self._lr(),
             "images_per_sec": images / elapsed,
             "epoch_time_s": elapsed,
@@ -405,6 +411,8 @@ class Trainer:
         final = {a.name: a.value for a in accuracies}
         if self.history:
             final["loss"] = self.history[-1]["loss"]
+            if "contrastive_acc" in self.history[-1]:
+                final["contrastive_acc"] = self.history[-1]["contrastive_acc"]
         final["train_time_s"] = time.perf_counter() - started
         self._call_back("on_train_end", final, accuracies)
         distributed.barrier(self.dist)  # rank 0's checkpoint and logs are complete before anyone leaves
