@@ -294,7 +294,7 @@ def bench_end_to_end(
     trainer = Trainer(_run_config(device, batch_size, "batched", workers, encoder, compile_), splits=splits)
     trainer.model.train()
     batches = trainer._view_batches(0)
-    seconds = _time_steps(trainer, lambda: next(batches), steps, device)
+    seconds = _time_steps(trainer, batches.__next__, steps, device)
     rows.append(_row("(a) batched (ours)", batch_size, steps, seconds, n, steps_per_epoch, device))
     if profile:
         profile_table = _profile_step(trainer, batches, device)
@@ -304,7 +304,7 @@ def bench_end_to_end(
     trainer = Trainer(_run_config(device, batch_size, "torchvision", workers, encoder, compile_), splits=splits)
     trainer.model.train()
     batches = trainer._view_batches(0)
-    seconds = _time_steps(trainer, lambda: next(batches), steps, device)
+    seconds = _time_steps(trainer, batches.__next__, steps, device)
     rows.append(_row(f"(b) torchvision per-image, DataLoader workers={workers}", batch_size, steps, seconds, n, steps_per_epoch, device))
     del batches  # shuts the workers down
 

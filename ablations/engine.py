@@ -8,11 +8,17 @@ storage, nothing home-made:
 * ``storage.set_trial_state_values(id, RUNNING)`` moves a WAITING trial to RUNNING in exactly
   one process: that is how a worker claims a trial.
 
-A worker records a heartbeat while it trains. When a worker dies (kill -9, lost machine), its
-trial's heartbeat goes stale; the next worker to look fails it (again atomically) and enqueues
-the same point anew, which resumes from the point's checkpoint. A trial that fails in-process
-(NaN loss, out of memory, bad value found late) is recorded as failed and enqueued again for
+A worker records a heartbeat from just before it claims a trial until the trial is over. When a
+worker dies (kill -9, lost machine), its trial's heartbeat goes stale; the next worker to look
+fails it (again atomically), marks its MLflow run failed and enqueues the same point anew, which
+resumes from the point's checkpoint. A trial that fails in-process (NaN loss, out of memory, bad
+value found late, MLflow unreachable for too long) is recorded as failed and enqueued again for
 the *next* ``run`` invocation only (``not_before``), so a deterministic failure does not loop.
+
+Failing a trial and enqueueing its retry are two steps; a worker killed between them leaves a
+failed trial without a retry. Workers look for such trials and enqueue the missing retry
+(``requeue_lost``); should two do so at once, the retry with the lower number runs and the other
+is dropped when claimed (``DUPLICATE_OF``), so a point never runs twice.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +43,17 @@ from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
 from optuna.storages import RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from ablations import tracking
+from ablations import distributed_trial, tracking
 from ablations.study import Point, Study, points, trial_config
 from core.config import RunConfig
-from core.trainer import Callback, TrainingDiverged, train
+from core.trainer import Callback, TrainingDiverged, TrainResult, train
 
 log = logging.getLogger(__name__)
 
 NOT_BEFORE = "not_before"  # user attr: a requeued trial may be claimed only by workers started after this time
+RETRY_OF = "retry_of"  # user attr: the number of the failed trial this one retries
+DUPLICATE_OF = "duplicate_of"  # user attr: a second retry of the same failed trial, dropped unrun
+STALE = "worker stopped sending heartbeats"
 FINGERPRINT = "fingerprint"
 PARENT_RUN = "mlflow_parent_run_id"
 READY = "ready"
@@ -68,6 +78,7 @@ class EngineOptions:
     poll_s: float = 2.0
     log_checkpoint: bool = False
     progress: bool = True
+    tracking_timeout_s: float = 300.0  # how long a trial waits for MLflow to take its final results
 
 
 @dataclass
@@ -94,7 +105,7 @@ def fingerprint(study: Study) -> str:
     return hashlib.sha256(json.dumps(axes, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def make_storage(url: str, options: EngineOptions) -> RDBStorage:
+def make_storage(url: str, options: EngineOptions, client: Any = None) -> RDBStorage:
     """RDB storage with heartbeats; a dead worker's trial is enqueued again, at once claimable."""
     with tracking.sqlite_init_lock(url), warnings.catch_warnings():  # table creation is not safe to race on SQLite
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.9
@@ -102,7 +113,7 @@ def make_storage(url: str, options: EngineOptions) -> RDBStorage:
             url,
             heartbeat_interval=options.heartbeat_interval,
             grace_period=options.grace_period,
-            heartbeat_stale_trial_callback=_requeue_stale,
+            heartbeat_stale_trial_callback=partial(_requeue_stale, client=client),
         )
 
 
@@ -180,38 +191,100 @@ def _point_attrs(pt: Point) -> dict[str, Any]:
 
 def _requeue(opt: optuna.Study, trial: FrozenTrial, not_before: float, reason: str) -> None:
     """Enqueue the same point (or the same sampled values, for a search) once more."""
+    if DUPLICATE_OF in trial.user_attrs:
+        return  # its twin carries the point on
     params = trial.system_attrs.get("fixed_params") or trial.params
-    attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("mlflow_run_id", "failure_reason", NOT_BEFORE)}
-    attrs.update({NOT_BEFORE: not_before, "retry_of": trial.number, "retry_reason": reason})
+    dropped = ("mlflow_run_id", "failure_reason", NOT_BEFORE, DUPLICATE_OF)
+    attrs = {k: v for k, v in trial.user_attrs.items() if k not in dropped}
+    attrs.update({NOT_BEFORE: not_before, RETRY_OF: trial.number, "retry_reason": reason})
     opt.enqueue_trial(dict(params), user_attrs=attrs)
 
 
-def _requeue_stale(opt: optuna.Study, trial: FrozenTrial) -> None:
+def _mark_run_failed(client: Any, trial: FrozenTrial, reason: str) -> None:
+    """The MLflow run of a trial that died with its worker: failed, like its Optuna trial."""
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    if client is not None and run_id is not None:
+        _record_failed_run(client, run_id, trial.number, reason)
+
+
+def _requeue_stale(opt: optuna.Study, trial: FrozenTrial, client: Any = None) -> None:
     """Optuna calls this in exactly one process per trial it found dead."""
-    _requeue(opt, trial, not_before=0.0, reason="worker stopped sending heartbeats")
+    _requeue(opt, trial, not_before=0.0, reason=STALE)
+    _mark_run_failed(client, trial, STALE)  # it may have died after telling MLflow it had finished
+
+
+def requeue_lost(opt: optuna.Study, client: Any) -> None:
+    """Enqueue the retry of every failed trial whose worker died before enqueueing it."""
+    trials = opt._storage.get_all_trials(opt._study_id, deepcopy=False)
+    retried = {t.user_attrs.get(RETRY_OF) for t in trials}
+    done = {t.user_attrs.get("key") for t in trials if t.state == TrialState.COMPLETE}
+    for t in trials:
+        key = t.user_attrs.get("key")
+        lost = t.state == TrialState.FAIL and t.number not in retried and DUPLICATE_OF not in t.user_attrs
+        if lost and (key is None or key not in done):
+            in_process = "failure_reason" in t.user_attrs  # failed in its worker: retried by the next `run`
+            reason = t.user_attrs.get("failure_reason", STALE)
+            log.warning("trial %d failed without a retry (its worker died); enqueueing one", t.number)
+            _requeue(opt, t, not_before=time.time() if in_process else 0.0, reason=reason)
+            if not in_process:
+                _mark_run_failed(client, t, STALE)
 
 
 # ---------------------------------------------------------------------- claiming
-def claim(opt: optuna.Study, study: Study, started_at: float) -> optuna.Trial | None:
+def claim(opt: optuna.Study, study: Study, started_at: float, client: Any = None) -> optuna.Trial | None:
     """Atomically take one trial to run, or None when nothing is left for this worker now."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         fail_stale_trials(opt)
+    requeue_lost(opt, client)
     storage = opt._storage
     study_id = opt._study_id
     for frozen in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
         if frozen.user_attrs.get(NOT_BEFORE, 0.0) > started_at:
             continue  # failed during this invocation: retried by the next `run`
-        try:
-            if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
-                return optuna.Trial(opt, frozen._trial_id)
-        except UpdateFinishedTrialError:
-            continue
+        if _take(storage, frozen) and not _drop_if_duplicate(opt, frozen):
+            return optuna.Trial(opt, frozen._trial_id)
     if study.search is not None:
         live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
         if len(storage.get_all_trials(study_id, deepcopy=False, states=live)) < study.search.n_trials:
-            return optuna.Trial(opt, storage.create_new_trial(study_id))
+            trial_id = storage.create_new_trial(study_id)
+            storage.record_heartbeat(trial_id)
+            return optuna.Trial(opt, trial_id)
     return None
+
+
+def _take(storage: RDBStorage, frozen: FrozenTrial) -> bool:
+    """WAITING -> RUNNING in exactly one process, with a heartbeat recorded first.
+
+    Optuna never declares a RUNNING trial without heartbeats dead, so a worker killed between
+    claiming and its first heartbeat would hold the trial forever.
+    """
+    try:
+        storage.record_heartbeat(frozen._trial_id)
+        return storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING)
+    except UpdateFinishedTrialError:
+        return False
+    except Exception:  # e.g. two workers inserting the first heartbeat at once: the other one claims it
+        log.debug("could not claim trial %d", frozen.number, exc_info=True)
+        return False
+
+
+def _drop_if_duplicate(opt: optuna.Study, frozen: FrozenTrial) -> bool:
+    """Fail a just-claimed retry when a lower-numbered retry of the same failed trial exists."""
+    retry_of = frozen.user_attrs.get(RETRY_OF)
+    if retry_of is None:
+        return False
+    twins = [
+        t.number
+        for t in opt._storage.get_all_trials(opt._study_id, deepcopy=False)
+        if t.user_attrs.get(RETRY_OF) == retry_of and t.number < frozen.number
+    ]
+    if not twins:
+        return False
+    log.info("trial %d duplicates trial %d (both retry trial %d); dropping it", frozen.number, twins[0], retry_of)
+    opt._storage.set_trial_user_attr(frozen._trial_id, DUPLICATE_OF, twins[0])
+    opt._storage.set_trial_state_values(frozen._trial_id, state=TrialState.FAIL)
+    return True
 
 
 def others_running(opt: optuna.Study) -> int:
@@ -305,8 +378,9 @@ def run_trial(
     params, seed, key, label = trial_point(trial, study, pts)
     config = trial_config(study, params, seed)
     overrides: dict[str, Any] = {"progress": options.progress}
-    if options.device:
-        overrides["device"] = options.device
+    devices = options.device.split(",") if options.device else []
+    if devices:  # a group of several takes its GPUs through CUDA_VISIBLE_DEVICES, rank r -> cuda:r
+        overrides["device"] = devices[0] if len(devices) == 1 else devices[0].split(":")[0]
     config = config.model_copy(update={"train": config.train.model_copy(update=overrides)})
     RunConfig.model_validate(config.model_dump())  # the device override must still be valid
     run_dir = options.runs_dir / opt.study_name / key
@@ -319,24 +393,19 @@ def run_trial(
         "device": config.train.device,
         **{f"axis.{k}": tracking.param_value(v) for k, v in params.items()},
     }
-    run_id = tracking.create_trial_run(client, exp_id, opt.user_attrs[PARENT_RUN], f"{trial.number}: {label}", config, tags)
-    trial.set_user_attr("mlflow_run_id", run_id)
-    if study.source:
-        client.log_text(run_id, study.text, Path(study.source).name)
-    callbacks: list[Callback] = [tracking.MlflowCallback(client, run_id)]
-    if study.search is not None:
-        callbacks.append(PruningCallback(trial))
+    run_id = _open_run(opt, trial, study, client, exp_id, f"{trial.number}: {label}", config, tags)
     log.info("trial %d: %s", trial.number, label)
     try:
-        with heartbeat(opt._storage, trial._trial_id, options.heartbeat_interval):
-            result = train(config, run_dir=run_dir, callbacks=callbacks)
-        if options.log_checkpoint and result.checkpoint is not None and result.checkpoint.exists():
-            client.log_artifact(run_id, str(result.checkpoint))
-        tracking.finish_run(client, run_id, "FINISHED")
+        result = _train_and_finish(opt, trial, config, run_dir, client, run_id, options, study, devices)
     except optuna.TrialPruned as exc:
         tracking.finish_run(client, run_id, "KILLED", f"pruned: {exc}")
         opt.tell(trial, state=TrialState.PRUNED)
         report.pruned.append(trial.number)
+        return
+    except TrialTakenOver as exc:
+        log.error("trial %d: %s", trial.number, exc)
+        _record_failed_run(client, run_id, trial.number, str(exc))
+        report.failed.append((trial.number, str(exc)))
         return
     except KeyboardInterrupt:
         reason = "interrupted (Ctrl-C); resumes from its last checkpoint on the next run"
@@ -344,22 +413,112 @@ def run_trial(
         raise
     except Exception as exc:
         reason = failure_reason(exc)
-        log.error("trial %d failed: %s", trial.number, reason)
-        _fail(opt, trial, client, run_id, reason, not_before=time.time())
-        report.failed.append((trial.number, reason))
+    else:
+        opt.tell(trial, result.metrics.get(study.metric, math.nan))
+        report.completed.append(trial.number)
         return
-    value = result.metrics.get(study.metric, math.nan)
-    for name, metric in result.metrics.items():
-        trial.set_user_attr(f"metric.{name}", metric)
-    opt.tell(trial, value)
-    report.completed.append(trial.number)
+    # out of the except block, so the exception's frames (and the tensors they hold) can be freed
+    log.error("trial %d failed: %s", trial.number, reason)
+    _fail(opt, trial, client, run_id, reason, not_before=time.time())
+    report.failed.append((trial.number, reason))
 
 
-def _fail(opt: optuna.Study, trial: optuna.Trial, client: Any, run_id: str, reason: str, not_before: float) -> None:
+def _open_run(
+    opt: optuna.Study,
+    trial: optuna.Trial,
+    study: Study,
+    client: Any,
+    exp_id: str,
+    run_name: str,
+    config: RunConfig,
+    tags: dict[str, str],
+) -> str:
+    """The trial's MLflow child run, known to its Optuna trial before anything else is logged
+    (so whoever finds the trial dead can mark its run failed)."""
+    run_id = tracking.create_trial_run(client, exp_id, opt.user_attrs[PARENT_RUN], run_name, tags)
+    trial.set_user_attr("mlflow_run_id", run_id)
+    tracking.log_config(client, run_id, config)
+    if study.source:
+        client.log_text(run_id, study.text, Path(study.source).name)
+    return run_id
+
+
+def _train_and_finish(
+    opt: optuna.Study,
+    trial: optuna.Trial,
+    config: RunConfig,
+    run_dir: Path,
+    client: Any,
+    run_id: str,
+    options: EngineOptions,
+    study: Study,
+    devices: list[str],
+) -> TrainResult:
+    """Train, then store the results in MLflow, all under the trial's heartbeat.
+
+    MLflow may be unreachable for a while: metrics wait in a ``RunLog`` and every final write is
+    retried for ``options.tracking_timeout_s``; only then does the trial fail (and get retried).
+    With ``devices_per_trial`` > 1 the training runs in a torchrun group (ablations.distributed_trial)
+    whose rank 0 logs to the same run; this worker keeps the claim and the heartbeats.
+    """
+    timeout = options.tracking_timeout_s
+    with heartbeat(opt._storage, trial._trial_id, options.heartbeat_interval):
+        if study.devices_per_trial > 1:
+            spec = distributed_trial.TrialSpec(
+                config=config.model_dump(mode="json"), run_dir=str(run_dir), tracking_uri=options.tracking_uri,
+                run_id=run_id, storage=options.storage, study_name=opt.study_name, trial_id=trial._trial_id,
+                prune=study.search is not None, tracking_timeout_s=timeout,
+            )
+            result = distributed_trial.launch(spec, study.devices_per_trial, devices)
+        else:
+            with tracking.MlflowCallback(client, run_id, timeout) as to_mlflow:
+                callbacks: list[Callback] = [to_mlflow]
+                if study.search is not None:
+                    callbacks.append(PruningCallback(trial))
+                result = train(config, run_dir=run_dir, callbacks=callbacks)
+        checkpoint = result.checkpoint
+        if options.log_checkpoint and checkpoint is not None and checkpoint.exists():
+            tracking.retrying(lambda: client.log_artifact(run_id, str(checkpoint)), "store the checkpoint", timeout)
+        for name, metric in result.metrics.items():
+            trial.set_user_attr(f"metric.{name}", metric)
+        _check_still_running(opt, trial)
+        tracking.retrying(lambda: tracking.finish_run(client, run_id, "FINISHED"), "mark the run finished", timeout)
+    return result
+
+
+class TrialTakenOver(RuntimeError):
+    """Another worker declared this trial dead (its heartbeats came late) and enqueued its retry."""
+
+
+def _check_still_running(opt: optuna.Study, trial: optuna.Trial) -> None:
+    """Refuse to mark a run finished whose trial was failed behind this worker's back: its retry will."""
+    state = opt._storage.get_trial(trial._trial_id).state
+    if state != TrialState.RUNNING:
+        raise TrialTakenOver(f"another worker marked this trial {state.name} (heartbeats came late); its retry reruns it")
+
+
+def _release_gpu_memory() -> None:
+    """After a failed trial (out of memory above all), give its cached GPU memory back for the next one."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _record_failed_run(client: Any, run_id: str, number: int, reason: str) -> None:
+    """Mark the MLflow run failed with its reason; a tracking outage here must not stop the worker."""
     try:
         tracking.finish_run(client, run_id, "FAILED", reason)
     except Exception:
-        log.warning("could not record the failure of trial %d in MLflow", trial.number, exc_info=True)
+        log.warning("could not record the failure of trial %d in MLflow", number, exc_info=True)
+
+
+def _fail(opt: optuna.Study, trial: optuna.Trial, client: Any, run_id: str, reason: str, not_before: float) -> None:
+    _release_gpu_memory()
+    _record_failed_run(client, run_id, trial.number, reason)
     trial.set_user_attr("failure_reason", reason)
     opt.tell(trial, state=TrialState.FAIL)
     _requeue(opt, opt._storage.get_trial(trial._trial_id), not_before=not_before, reason=reason)
@@ -370,14 +529,14 @@ def work(study: Study, name: str, options: EngineOptions, started_at: float | No
     """Claim and run trials until none is left (waiting while other workers finish theirs)."""
     started_at = time.time() if started_at is None else started_at
     client = tracking.connect(options.tracking_uri)
-    storage = make_storage(options.storage, options)
+    storage = make_storage(options.storage, options, client)
     opt = load_or_create(study, name, storage, client)
     exp_id = tracking.experiment_id(client, name)
     pts = points(study)
     report = WorkerReport()
     ran = 0
     while options.max_trials is None or ran < options.max_trials:
-        trial = claim(opt, study, started_at)
+        trial = claim(opt, study, started_at, client)
         if trial is None:
             if others_running(opt) == 0:
                 break

@@ -17,11 +17,14 @@ from ablations.engine import EngineOptions, WorkerReport, work
 from ablations.study import load_study
 
 
-def assign_devices(devices: list[str], workers: int) -> list[str | None]:
-    """Round-robin: worker i gets devices[i % len(devices)]; several workers may share one GPU."""
+def assign_devices(devices: list[str], workers: int, per_worker: int = 1) -> list[str | None]:
+    """Round-robin: worker i gets the next ``per_worker`` devices (comma-joined) of ``devices``,
+    wrapping around, so several workers may share one GPU; None for every worker without devices."""
     if not devices:
         return [None] * workers
-    return [devices[i % len(devices)] for i in range(workers)]
+    return [
+        ",".join(devices[(i * per_worker + j) % len(devices)] for j in range(per_worker)) for i in range(workers)
+    ]
 
 
 def _worker(
@@ -53,7 +56,8 @@ def run_workers(
     queue = ctx.Queue()
     threads = max(1, (os.cpu_count() or 1) // workers)
     procs = []
-    for device in assign_devices(devices, workers):
+    per_worker = load_study(study_path, overrides, scale).devices_per_trial
+    for device in assign_devices(devices, workers, per_worker):
         opts = replace(options, device=device or options.device)
         args = (str(study_path), overrides, scale, name, opts, started_at, threads, queue)
         proc = ctx.Process(target=_worker, args=args, daemon=False)

@@ -67,6 +67,7 @@ FILE_KEYS = (
     "base",
     "grid",
     "zip",
+    "devices_per_trial",
     "search",
     "repeats",
     "metric",
@@ -150,6 +151,9 @@ class Study(_Strict):
     zip: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
     search: SearchSpec | None = None
     repeats: int = Field(1, ge=1)
+    devices_per_trial: int = Field(
+        1, ge=1, description="processes (devices) per trial; above 1 each trial runs under torchrun, data parallel"
+    )
     metric: Literal["linear_top1", "linear_top5", "knn_top1", "knn_top5", "loss"] = "linear_top1"
     direction: Literal["maximize", "minimize"] = "maximize"
     scales: dict[str, dict[str, Any]] = {}

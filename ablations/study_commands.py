@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,8 +48,8 @@ def add_study_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
     p.add_argument("--workers", type=int, default=1, help="trials in parallel on this machine (default 1)")
-    p.add_argument("--devices", default="", help="comma-separated devices for the workers, round-robin "
-                   "(e.g. cuda:0,cuda:1; default: each trial's train.device)")
+    p.add_argument("--devices", default="", help="comma-separated devices for the workers, round-robin, "
+                   "devices_per_trial of them per worker (e.g. cuda:0,cuda:1; default: each trial's train.device)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="checkpoints go to RUNS_DIR/STUDY/POINT (default runs)")
     p.add_argument("--max-trials", type=int, help="stop after this many trials (per worker)")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan; write nothing")
@@ -119,6 +120,21 @@ def check_data_roots(study: Any) -> None:
                 f"{Path.cwd()}). Point it at your data with --set data.root=PATH"
                 + (" or set data.download: true" if data.source in ("cifar10", "cifar100", "stl10") else "")
             )
+
+
+def check_writable_folder(path: Path, option: str) -> None:
+    """Fail before anything is written when ``path`` cannot become a writable folder.
+
+    Only looks (nothing is created): the nearest existing ancestor must be a folder this user may
+    write into, and ``path`` itself, if it exists, a writable folder.
+    """
+    existing = path.expanduser().absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigFileError(f"{option} {path}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigFileError(f"{option} {path}: {existing} is not writable")
 
 
 def _bad(message: str) -> int:
@@ -207,10 +223,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ablations.engine import EngineOptions, StudyMismatch, work
-    from ablations.parallel import run_workers
-    from ablations.tracking import TrackingError, connect
-
     try:
         study = _load(args)
         if args.workers < 1:
@@ -220,8 +232,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigFileError(f"--grace-period {args.grace_period}: expected at least 2 seconds")
         if args.max_trials is not None and args.max_trials < 1:
             raise ConfigFileError(f"--max-trials {args.max_trials}: expected a whole number >= 1")
+        check_writable_folder(args.runs_dir, "--runs-dir")
     except ConfigFileError as exc:
         return _bad(str(exc))
+    # imported only now: bad input is reported without loading torch, MLflow and Optuna
+    from ablations.engine import EngineOptions, StudyMismatch, work
+    from ablations.parallel import assign_devices, run_workers
+    from ablations.tracking import TrackingError, connect
     name = study_name(study, args)
     tracking_uri, storage_url = _uris(args)
     if args.dry_run:
@@ -238,7 +255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         storage=storage_url,
         tracking_uri=tracking_uri,
         runs_dir=args.runs_dir,
-        device=devices[0] if len(devices) == 1 else None,
+        device=assign_devices(devices, 1, study.devices_per_trial)[0] if args.workers == 1 else None,
         max_trials=args.max_trials,
         log_checkpoint=args.log_checkpoint,
         progress=not args.no_progress,
@@ -253,7 +270,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             from ablations.engine import load_or_create, make_storage
 
-            load_or_create(study, name, make_storage(storage_url, options), connect(tracking_uri))
+            client = connect(tracking_uri)
+            load_or_create(study, name, make_storage(storage_url, options, client), client)
             reports = run_workers(args.study, overrides, args.scale, name, options, devices, args.workers, started_at)
     except StudyMismatch as exc:
         return _bad(str(exc))

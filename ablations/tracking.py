@@ -7,12 +7,14 @@ MLflow's global "active run", so several trials (threads or processes) cannot mi
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from filelock import FileLock
 
@@ -24,8 +26,13 @@ from core.config import RunConfig
 from core.evaluate import Accuracy
 from core.trainer import Callback
 
+log = logging.getLogger(__name__)
+
 PARENT_TAG = "ablations.role"
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+MAX_PAUSE_S = 10.0  # longest wait between two tries of an unreachable server
+BATCH_METRICS, BATCH_TAGS = 900, 100  # MLflow takes at most 1000 entries (100 tags) per log_batch
+T = TypeVar("T")
 
 
 class TrackingError(RuntimeError):
@@ -134,42 +141,159 @@ def create_parent_run(client: MlflowClient, exp_id: str, study_name: str, tags: 
     return run.info.run_id
 
 
-def create_trial_run(
-    client: MlflowClient,
-    exp_id: str,
-    parent_run_id: str,
-    run_name: str,
-    config: RunConfig,
-    tags: dict[str, str],
-) -> str:
-    """A child run holding the resolved config as params and the config YAML as an artifact."""
-    import yaml
-
+def create_trial_run(client: MlflowClient, exp_id: str, parent_run_id: str, run_name: str, tags: dict[str, str]) -> str:
+    """A child run of the study's parent run; ``log_config`` fills it in."""
     run = client.create_run(
         exp_id,
         run_name=run_name,
         tags={PARENT_TAG: "trial", "mlflow.parentRunId": parent_run_id, **tags},
     )
-    run_id = run.info.run_id
+    return run.info.run_id
+
+
+def log_config(client: MlflowClient, run_id: str, config: RunConfig) -> None:
+    """The resolved config as params and as a YAML artifact."""
+    import yaml
+
     params = [Param(k, param_value(v)) for k, v in flatten(config.model_dump(mode="json")).items()]
     for start in range(0, len(params), 100):  # MLflow accepts at most 100 params per batch
         client.log_batch(run_id, params=params[start : start + 100])
     client.log_text(run_id, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), "config.yaml")
-    return run_id
 
 
-def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], step: int, retries: int = 5) -> None:
-    """Log metrics, retrying with backoff so a tracking server that blinks does not lose them."""
-    now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-    for attempt in range(retries):
+def refused(exc: Exception) -> bool:
+    """MLflow turned the request down for what it is (HTTP 4xx), not for how the server is doing:
+    sending it again cannot help."""
+    if not isinstance(exc, MlflowException):
+        return False
+    status = exc.get_http_status_code()
+    return 400 <= status < 500 and status not in (408, 429)
+
+
+def retrying(call: Callable[[], T], what: str, timeout_s: float, pause_s: float = 2.0) -> T:
+    """``call()``, tried again with backoff until ``timeout_s`` has passed (a blinking server is not an error)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
         try:
-            client.log_batch(run_id, metrics=batch)
-            return
-        except Exception:
-            if attempt == retries - 1:
-                raise
-            time.sleep(min(2**attempt, 30))
+            return call()
+        except Exception as exc:  # connection errors surface as several exception types
+            left = deadline - time.monotonic()
+            if refused(exc) or left <= 0:
+                raise TrackingError(f"could not {what} in MLflow within {timeout_s:g} s: {type(exc).__name__}: {exc}") from exc
+            time.sleep(min(pause_s, left))
+            pause_s = min(2 * pause_s, MAX_PAUSE_S)
+
+
+class RunLog:
+    """A run's metrics and tags, kept in memory and sent by a background thread, in order.
+
+    Training never waits for MLflow: while the tracking server is unreachable the entries stay
+    here and go out once it answers again. ``flush`` is where a trial waits (with a deadline) for
+    everything to be stored, so nothing is reported finished before MLflow holds it.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, pause_s: float = 2.0) -> None:
+        self.client, self.run_id, self.pause_s = client, run_id, pause_s
+        self.last_error = ""
+        self.refusal = ""  # set when MLflow refused a batch outright: nothing more will be sent
+        self._metrics: list[Metric] = []
+        self._tags: list[RunTag] = []
+        self._sending = False
+        self._stopped = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._send_loop, daemon=True, name=f"mlflow-{run_id[:8]}")
+        self._thread.start()
+
+    def log(self, metrics: dict[str, float], step: int, tags: dict[str, str] | None = None) -> None:
+        """Queue metrics (timestamped now) and tags; returns at once (raises once MLflow refused some)."""
+        now = int(time.time() * 1000)
+        with self._cond:
+            if self.refusal:
+                raise TrackingError(self.refusal)
+            self._metrics += [Metric(k, float(v), now, step) for k, v in metrics.items()]
+            self._tags += [RunTag(k, v) for k, v in (tags or {}).items()]
+            self._cond.notify_all()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._metrics) + len(self._tags) + int(self._sending)
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait until MLflow holds everything queued; TrackingError if it has not within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._metrics or self._tags or self._sending:
+                if self.refusal:
+                    raise TrackingError(self.refusal)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    n = len(self._metrics) + len(self._tags)
+                    raise TrackingError(
+                        f"{n} metrics/tags of MLflow run {self.run_id} could not be stored within "
+                        f"{timeout_s:g} s ({self.last_error or 'no answer'})"
+                    )
+                self._cond.wait(left)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Send what is left (best effort, ``timeout_s`` at most), then stop the thread."""
+        try:
+            self.flush(timeout_s)
+        except TrackingError as exc:
+            log.warning("giving up on metrics: %s", exc)
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join(timeout=1.0)  # it may be inside a client call that MLflow itself retries
+
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        gave_up = exc_type is not None and issubclass(exc_type, TrackingError)  # flush already waited
+        self.close(0.0 if gave_up else 10.0)
+
+    def _next_batch(self) -> tuple[list[Metric], list[RunTag]] | None:
+        with self._cond:
+            while not (self._metrics or self._tags or self._stopped):
+                self._cond.wait()
+            if self._stopped:
+                return None
+            self._sending = True
+            return self._metrics[:BATCH_METRICS], self._tags[:BATCH_TAGS]
+
+    def _sent(self, batch: tuple[list[Metric], list[RunTag]], error: Exception | None) -> None:
+        with self._cond:
+            self._sending = False
+            if error is None:
+                del self._metrics[: len(batch[0])]
+                del self._tags[: len(batch[1])]
+                if self.last_error:
+                    log.warning("MLflow run %s: the tracking server answers again; sending what was kept", self.run_id)
+                self.last_error = ""
+            elif refused(error):
+                self.refusal = f"MLflow refused metrics of run {self.run_id}: {type(error).__name__}: {error}"
+            else:
+                if not self.last_error:
+                    log.warning("MLflow run %s: cannot log (%s: %s); keeping metrics in memory and retrying",
+                                self.run_id, type(error).__name__, error)
+                self.last_error = f"{type(error).__name__}: {error}"
+            self._cond.notify_all()
+
+    def _send_loop(self) -> None:
+        pause = self.pause_s
+        while (batch := self._next_batch()) is not None:
+            try:
+                self.client.log_batch(self.run_id, metrics=batch[0], tags=batch[1])
+            except Exception as exc:  # unreachable, timed out, 5xx: keep the entries and try again
+                self._sent(batch, exc)
+                if refused(exc):
+                    return
+                with self._cond:
+                    self._cond.wait_for(lambda: self._stopped, timeout=pause)
+                pause = min(2 * pause, MAX_PAUSE_S)
+                continue
+            self._sent(batch, None)
+            pause = self.pause_s
 
 
 def finish_run(client: MlflowClient, run_id: str, status: str, reason: str | None = None) -> None:
@@ -181,24 +305,38 @@ def finish_run(client: MlflowClient, run_id: str, status: str, reason: str | Non
 
 
 class MlflowCallback(Callback):
-    """Streams a trial's per-step and per-epoch metrics into its MLflow run."""
+    """Streams a trial's per-step and per-epoch metrics into its MLflow run through a ``RunLog``.
 
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
-        self.client, self.run_id = client, run_id
+    ``on_train_end`` returns only once MLflow holds the final metrics (or raises TrackingError
+    after ``timeout_s``), so a trial is never reported finished with its results missing. Use it
+    as a context manager (or call ``close``) so its sending thread stops with the trial.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, timeout_s: float = 300.0) -> None:
+        self.run_log, self.timeout_s = RunLog(client, run_id), timeout_s
         self.final_step = 0
+
+    def __enter__(self) -> MlflowCallback:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        self.run_log.__exit__(exc_type, *rest)
+
+    def close(self) -> None:
+        self.run_log.close()
 
     def on_train_start(self, config: RunConfig, start_epoch: int) -> None:
         # final metrics go at the last epoch's step, so MLflow's "latest value" is the final one
         self.final_step = config.train.epochs
         if start_epoch > 0:
-            self.client.set_tag(self.run_id, "resumed_from_epoch", str(start_epoch))
+            self.run_log.log({}, 0, tags={"resumed_from_epoch": str(start_epoch)})
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
-        log_metrics(self.client, self.run_id, {f"step_{k}": v for k, v in metrics.items()}, step)
+        self.run_log.log({f"step_{k}": v for k, v in metrics.items()}, step)
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        log_metrics(self.client, self.run_id, metrics, epoch)
+        self.run_log.log(metrics, epoch)
 
     def on_train_end(self, metrics: dict[str, float], accuracies: list[Accuracy]) -> None:
-        log_metrics(self.client, self.run_id, metrics, step=self.final_step)
-        self.client.log_batch(self.run_id, tags=[RunTag(f"protocol.{a.name}", a.protocol) for a in accuracies])
+        self.run_log.log(metrics, self.final_step, tags={f"protocol.{a.name}": a.protocol for a in accuracies})
+        self.run_log.flush(self.timeout_s)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -18,28 +21,66 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """`mlflow server` bound to 127.0.0.1 on a free port, with its own SQLite store; yields its URL."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow-server.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    try:
+class MlflowServer:
+    """`mlflow server` bound to 127.0.0.1 with its own SQLite store under ``folder``.
+
+    It can be stopped (its whole process group: the server runs uvicorn in a child process) and
+    started again on the same port with the same store, as after a crash of the tracking host.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 120) -> None:
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job runner: starts faster
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow-server.db'}",
+             "--artifacts-destination", str(self.folder / "artifacts"), "--workers", "1"],
+            cwd=self.folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
+                urllib.request.urlopen(f"{self.url}/health", timeout=2)
+                return
             except OSError:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
                     raise
-                time.sleep(0.5)
-        yield base
+                time.sleep(0.3)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop every process of the server (SIGKILL: as if its machine went away)."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture
+def mlflow_server_process(tmp_path):
+    """A started ``MlflowServer`` the test may stop and start again; stopped at the end."""
+    server = MlflowServer(tmp_path)
+    server.start()
+    try:
+        yield server
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
+
+
+@pytest.fixture
+def mlflow_server(mlflow_server_process):
+    """`mlflow server` bound to 127.0.0.1 on a free port, with its own SQLite store; yields its URL."""
+    return mlflow_server_process.url

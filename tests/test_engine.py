@@ -17,7 +17,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-import torch
+
+from core import checkpoint
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
@@ -53,16 +54,65 @@ def cli(folder: Path, *args: str, timeout: float = 300) -> subprocess.CompletedP
     )
 
 
-def popen(folder: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+def popen(folder: Path, *args: str, log: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """The CLI in the background; its output goes to a pipe, or to ``log`` (a pipe nobody reads can fill up)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "ablations", *args],
         cwd=folder,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.PIPE if log is None else log.open("w"),
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def one_point_study(folder: Path, epochs: int, eval_line: str | None = None) -> Path:
+    """The tiny study reduced to one point (temperature 0.5), optionally with another ``eval:`` line."""
+    text = TINY.format(epochs=epochs).split("grid:")[0] + "grid:\n  loss.temperature: [0.5]\n"
+    if eval_line is not None:
+        text = "\n".join(eval_line if line.startswith("  eval:") else line for line in text.splitlines()) + "\n"
+    path = folder / "tiny.yaml"
+    path.write_text(text)
+    return path
+
+
+def checkpoint_epoch(folder: Path, name: str = "tiny") -> int | None:
+    """Epochs completed according to the study's (single) checkpoint, None before the first."""
+    found = list((folder / "runs").glob(f"{name}/*/checkpoint.pt"))
+    if not found:
+        return None
+    try:
+        return int(checkpoint.load(found[0])["epoch"]) + 1
+    except (OSError, RuntimeError, EOFError):  # replaced while we read it
+        return None
+
+
+def wait_for_epoch(folder: Path, epoch: int, timeout: float = 240) -> int:
+    """Poll the checkpoint until it holds at least ``epoch`` completed epochs; returns what it holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = checkpoint_epoch(folder)
+        if done is not None and done >= epoch:
+            return done
+        time.sleep(0.1)
+    raise AssertionError(f"no checkpoint with {epoch} epochs within {timeout} s")
+
+
+FINAL_METRICS = ("linear_top1", "linear_top4", "knn_top1", "loss")
+
+
+def final_metrics(run) -> dict[str, float]:
+    """The metrics that must not depend on whether a run was interrupted (train_time_s does)."""
+    return {k: run.data.metrics[k] for k in FINAL_METRICS}
+
+
+def uninterrupted_metrics(folder: Path, study: Path) -> dict[str, float]:
+    """Run ``study`` again from scratch under another name (own checkpoints) and return its final metrics."""
+    out = cli(folder, "run", str(study), "--name", "reference", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    (run,) = trial_runs(folder, "reference")
+    return final_metrics(run)
 
 
 def table_lines(text: str) -> list[str]:
@@ -145,21 +195,15 @@ def test_workers_option_runs_trials_in_parallel_processes(tmp_path):
 
 @pytest.mark.slow
 def test_killed_run_resumes_from_the_checkpoint(tmp_path):
-    # one point, long enough (about 15 s) to be killed in the middle
-    study = tmp_path / "tiny.yaml"
-    study.write_text(TINY.format(epochs=150).split("grid:")[0] + "grid:\n  loss.temperature: [0.5]\n")
+    # one point, long enough (10-20 s) to be killed in the middle
+    study = one_point_study(tmp_path, epochs=40)
     proc = popen(tmp_path, "run", str(study), "--grace-period", "3")
-    deadline = time.monotonic() + 240
-    checkpoints: list[Path] = []
-    while not checkpoints and time.monotonic() < deadline:
-        time.sleep(0.2)
-        checkpoints = list((tmp_path / "runs").glob("tiny/*/checkpoint.pt"))
-    assert checkpoints, "no checkpoint appeared"
+    wait_for_epoch(tmp_path, 1)
     time.sleep(1.0)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = torch.load(checkpoints[0], weights_only=True)["epoch"] + 1
-    assert killed_at < 150
+    killed_at = checkpoint_epoch(tmp_path)
+    assert killed_at is not None and killed_at < 40
     second = cli(tmp_path, "run", str(study), "--grace-period", "3")
     assert second.returncode == 0, second.stderr
     trials = optuna_trials(tmp_path)
@@ -168,6 +212,8 @@ def test_killed_run_resumes_from_the_checkpoint(tmp_path):
     runs = trial_runs(tmp_path)
     resumed = [r for r in runs if r.info.status == "FINISHED"]
     assert len(resumed) == 1 and int(resumed[0].data.tags["resumed_from_epoch"]) >= killed_at
+    # resuming changes nothing: the same numbers as a run never interrupted (CPU, same seed)
+    assert final_metrics(resumed[0]) == uninterrupted_metrics(tmp_path, study)
 
 
 @pytest.mark.slow

@@ -97,8 +97,8 @@ def test_quickstart_needs_no_scale():
     study = load_study(STUDIES / "quickstart.yaml")
     assert study.scales == {}
     b = study.base
-    assert (b.data.subset, b.data.test_subset, b.model.encoder, b.model.width) == (2000, 1000, "resnet_small", 8)
-    assert (b.train.epochs, b.train.batch_size) == (3, 128)
+    assert (b.data.subset, b.data.test_subset, b.model.encoder, b.model.width) == (4000, 2000, "resnet_small", 8)
+    assert (b.train.epochs, b.train.batch_size) == (10, 256)
     assert study.report["kind"] == "generic"
 
 

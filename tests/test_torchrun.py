@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from mlflow import MlflowClient
+
 from core import checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,3 +123,18 @@ def test_a_checkpoint_written_by_two_ranks_resumes(runs):
     # same group size, same reductions: the resumed run is the uninterrupted one, exactly
     assert _losses(resumed) == _losses(two)
     assert resumed["metrics"]["linear_top1"] == two["metrics"]["linear_top1"]
+
+
+def test_a_study_with_devices_per_trial_runs_each_trial_as_a_torchrun_group(tmp_path):
+    from tests.test_engine import cli, one_point_study, optuna_trials, trial_runs
+
+    study = one_point_study(tmp_path, epochs=2)
+    study.write_text(study.read_text() + "devices_per_trial: 2\n")
+    out = cli(tmp_path, "run", str(study), "--devices", "cpu", "--no-progress")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert [t.state.name for t in optuna_trials(tmp_path)] == ["COMPLETE"]
+    (run,) = trial_runs(tmp_path)
+    assert run.info.status == "FINISHED"
+    # rank 0 of the group logged the per-epoch history and the final metrics to the worker's run
+    history = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(run.info.run_id, "loss")
+    assert len(history) >= 2 and {"linear_top1", "knn_top1", "contrastive_acc"} <= set(run.data.metrics)

@@ -1,8 +1,10 @@
 """On-disk cache of decoded arrays: one folder of .npy files per (source, root state, image_size).
 
 Every file is written atomically (temp file in the same folder, fsync, os.replace) and the JSON
-sidecar ``meta.json`` is written last, so a reader sees either a complete entry or no entry. On
-load every array is checked against the sidecar; anything unreadable is logged and rebuilt.
+sidecar ``meta.json`` is written last, so a reader sees either a complete entry or no entry. The
+sidecar records each file's size and SHA-256 and each array's shape and dtype; on load every file
+is checked against it, so a file torn or corrupted later (a full disk, a copy cut short, a bad
+sector) is reported with a warning naming it and rebuilt from the source, never used.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from core.data.splits import Decoded
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when decoding changes, so old entries stop matching
+FORMAT = 2  # bump when decoding or the sidecar changes, so old entries stop matching
 META = "meta.json"
 
 
@@ -105,38 +107,64 @@ def _save_npy(f: IO[bytes], array: np.ndarray) -> None:
     np.save(f, array, allow_pickle=False)
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_spec(path: Path, array: np.ndarray) -> dict[str, Any]:
+    """What a reader checks the written file against."""
+    return {"shape": list(array.shape), "dtype": str(array.dtype), "bytes": path.stat().st_size, "sha256": _sha256(path)}
+
+
 def save(entry: Path, decoded: Decoded) -> None:
     """Write an entry; failure (read-only or full disk) only costs a warning, not the run."""
-    meta = {
-        "classes": decoded.classes,
-        "arrays": {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in decoded.arrays.items()},
-    }
     try:
         entry.mkdir(parents=True, exist_ok=True)
         (entry / META).unlink(missing_ok=True)  # the entry is incomplete until the sidecar is back
+        arrays = {}
         for name, array in decoded.arrays.items():
             _atomic_write(entry / f"{name}.npy", partial(_save_npy, array=array))
+            arrays[name] = _file_spec(entry / f"{name}.npy", array)
+        meta = {"classes": decoded.classes, "arrays": arrays}
         _atomic_write(entry / META, lambda f: f.write(json.dumps(meta, indent=1).encode()))
         _fsync_dir(entry)
     except OSError as exc:
         log.warning("could not write data cache %s (%s); continuing without it", entry, exc)
 
 
+def _load_array(path: Path, spec: dict[str, Any]) -> np.ndarray:
+    """One cached array, checked against the sidecar: size first (a torn header could make np.load
+    allocate anything), then the checksum, then shape and dtype. ValueError says what is wrong."""
+    size = path.stat().st_size
+    if size != spec["bytes"]:
+        raise ValueError(f"{size} bytes, the sidecar says {spec['bytes']} (truncated or overwritten)")
+    if _sha256(path) != spec["sha256"]:
+        raise ValueError("its SHA-256 does not match the sidecar (corrupted)")
+    array = np.load(path, allow_pickle=False)
+    if list(array.shape) != spec["shape"] or str(array.dtype) != spec["dtype"]:
+        raise ValueError(f"it holds {array.dtype} {list(array.shape)}, the sidecar says {spec['dtype']} {spec['shape']}")
+    return array
+
+
 def load(entry: Path) -> Decoded | None:
-    """The cached arrays, or None when absent, incomplete or not matching the sidecar."""
-    if not (entry / META).is_file():
+    """The cached arrays, or None when absent, incomplete or not matching the sidecar (with a
+    warning naming the bad file; the caller rebuilds the entry from the source)."""
+    path = entry / META
+    if not path.is_file():
         return None
     try:
-        meta = json.loads((entry / META).read_text())
+        meta = json.loads(path.read_text())
         arrays = {}
         for name, spec in meta["arrays"].items():
-            array = np.load(entry / f"{name}.npy", allow_pickle=False)
-            if list(array.shape) != spec["shape"] or str(array.dtype) != spec["dtype"]:
-                raise ValueError(f"{name}.npy is {array.dtype} {list(array.shape)}, sidecar says {spec}")
-            arrays[name] = array
+            path = entry / f"{name}.npy"
+            arrays[name] = _load_array(path, spec)
         return Decoded(arrays, [str(c) for c in meta["classes"]])
     except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
-        log.warning("data cache %s is unreadable (%s); rebuilding it", entry, exc)
+        log.warning("data cache file %s is unreadable (%s); rebuilding it from the source", path, exc)
         return None
 
 
