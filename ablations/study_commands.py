@@ -249,7 +249,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         connect(tracking_uri)
     except TrackingError as exc:
         return _bad(str(exc))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    # our progress lines at INFO; other libraries' (matplotlib, alembic, ...) only from WARNING up
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("ablations").setLevel(logging.INFO)
     devices = [d.strip() for d in args.devices.split(",") if d.strip()]
     options = EngineOptions(
         storage=storage_url,

@@ -12,6 +12,7 @@ calls callbacks, evaluates and writes checkpoints; results are shared with every
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import sys
@@ -179,7 +180,9 @@ class Trainer:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=not self.sync_bn)
+        # newer torch renamed broadcast_buffers (and warns about the old name)
+        sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters else "broadcast_buffers"
+        return DistributedDataParallel(model, device_ids=ids, **{sync: not self.sync_bn})
 
     def _build_model(self) -> SimCLRModel:
         with torch.random.fork_rng(devices=[]):
