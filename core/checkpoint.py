@@ -47,6 +47,8 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
         if path.exists():
             os.replace(path, previous_path(path))
         os.replace(tmp, path)
+        for stale in path.parent.glob(path.name + ".*.tmp"):  # left by a process killed mid-write
+            stale.unlink(missing_ok=True)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

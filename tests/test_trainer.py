@@ -196,3 +196,45 @@ def test_with_no_usable_checkpoint_training_starts_over_and_matches_a_fresh_run(
     result = again.fit(resume=False)
     assert [h["loss"] for h in result.history] == [h["loss"] for h in reference.history]
     assert result.metrics["linear_top1"] == reference.metrics["linear_top1"]
+
+
+KILL_DURING_SECOND_SAVE = """
+import os, signal, sys
+from pathlib import Path
+from core import checkpoint
+from core.config import RunConfig
+from core.trainer import train
+
+calls = []
+real_fsync = os.fsync
+
+def fsync_then_die(fd):  # the new checkpoint's bytes are in the temp file, not yet renamed over the old one
+    calls.append(fd)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_fsync(fd)
+
+checkpoint.os.fsync = fsync_then_die
+train(RunConfig.model_validate_json(Path(sys.argv[1]).read_text()), Path(sys.argv[2]))
+"""
+
+
+def test_a_kill_while_writing_a_checkpoint_resumes_from_the_one_before(tmp_path):
+    import subprocess
+    import sys
+
+    config = tiny_config(**{"train.epochs": 3})
+    reference = train(config, tmp_path / "reference")
+    (tmp_path / "config.json").write_text(config.model_dump_json())
+    run = tmp_path / "run"
+    killed = subprocess.run([sys.executable, "-c", KILL_DURING_SECOND_SAVE, str(tmp_path / "config.json"), str(run)],
+                            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    assert checkpoint.load(run / "checkpoint.pt")["epoch"] == 0  # the old checkpoint, intact
+    assert list(run.glob("checkpoint.pt.*.tmp"))  # the half-done write the kill left behind
+    resumed = Trainer(config, run)
+    assert resumed.try_resume() and resumed.start_epoch == 1
+    result = resumed.fit(resume=False)
+    assert [h["loss"] for h in result.history] == [h["loss"] for h in reference.history]
+    assert result.metrics["linear_top1"] == reference.metrics["linear_top1"]
+    assert not list(run.glob("*.tmp"))  # the next save cleared the leftover
