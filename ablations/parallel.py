@@ -33,6 +33,9 @@ def _worker(
 ) -> None:
     import torch
 
+    from ablations.study_commands import configure_logging
+
+    configure_logging(prefix=f"[worker {os.getpid()}] ")  # a spawned process starts with no logging set up
     torch.set_num_threads(threads)  # N CPU workers share the cores instead of oversubscribing them
     study = load_study(Path(study_path), overrides, scale)
     try:

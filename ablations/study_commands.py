@@ -122,6 +122,12 @@ def check_data_roots(study: Any) -> None:
             )
 
 
+def configure_logging(prefix: str = "") -> None:
+    """Our progress lines at INFO; other libraries' (matplotlib, alembic, ...) only from WARNING up."""
+    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s {prefix}%(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("ablations").setLevel(logging.INFO)
+
+
 def check_writable_folder(path: Path, option: str) -> None:
     """Fail before anything is written when ``path`` cannot become a writable folder.
 
@@ -249,9 +255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         connect(tracking_uri)
     except TrackingError as exc:
         return _bad(str(exc))
-    # our progress lines at INFO; other libraries' (matplotlib, alembic, ...) only from WARNING up
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("ablations").setLevel(logging.INFO)
+    configure_logging()
     devices = [d.strip() for d in args.devices.split(",") if d.strip()]
     options = EngineOptions(
         storage=storage_url,
