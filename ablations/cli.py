@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace) -> int:
     from core import distributed
     from core.data import DataError
-    from core.trainer import TrainingDiverged, train
+    from core.trainer import TrainingDiverged, resolve_device, train
 
     try:
         config = load_run_config(args.config, parse_assignments(args.overrides))
@@ -92,15 +92,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     stem = args.config.stem if args.config else "defaults"
     run_dir = args.run_dir or Path("runs") / "train" / f"{stem}-{config_digest(config)}"
-    if args.fresh and run_dir.exists():
-        shutil.rmtree(run_dir)
     result_path = run_dir / "result.json"
-    if result_path.exists():
-        print(f"{run_dir}: already finished (use --fresh to train again)", file=sys.stderr)
-        result = json.loads(result_path.read_text())
-        print(format_result(result))
-        return 0
+    # under torchrun rank 0 decides for the group (the run directory may exist on its machine only)
     info = distributed.env_info()
+    distributed.join(info, resolve_device(config.train.device))
+    if info.is_main and args.fresh and run_dir.exists():
+        shutil.rmtree(run_dir)
+    if distributed.broadcast_object(result_path.exists() if info.is_main else None, info):
+        if info.is_main:
+            print(f"{run_dir}: already finished (use --fresh to train again)", file=sys.stderr)
+            print(format_result(json.loads(result_path.read_text())))
+        distributed.shutdown()
+        return 0
     try:
         outcome = train(config, run_dir=run_dir)
     except DataError as exc:

@@ -64,6 +64,16 @@ def device_for(info: DistInfo, requested: torch.device) -> torch.device:
     return requested
 
 
+def join(info: DistInfo, requested: torch.device) -> torch.device:
+    """This process's device (its local GPU under torchrun), made current, and the process group
+    joined; returns the device. Idempotent, so a command may join before the trainer does."""
+    device = device_for(info, requested)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    init(info, device.type)
+    return device
+
+
 def gather_with_grad(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Concatenate every rank's ``x`` along dim 0 (rank order), keeping the autograd graph."""
     if not info.enabled:

@@ -114,10 +114,7 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.dist = distributed.env_info()
         self.callbacks = list(callbacks) if self.dist.is_main else []  # rank 0 logs for the group
-        self.device = distributed.device_for(self.dist, resolve_device(config.train.device))
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        distributed.init(self.dist, self.device.type)
+        self.device = distributed.join(self.dist, resolve_device(config.train.device))
         self.amp_dtype = autocast_dtype(config, self.device)
         cl = config.train.channels_last
         self.channels_last = self.device.type == "cuda" if cl is None else cl

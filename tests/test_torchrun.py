@@ -138,3 +138,11 @@ def test_a_study_with_devices_per_trial_runs_each_trial_as_a_torchrun_group(tmp_
     # rank 0 of the group logged the per-epoch history and the final metrics to the worker's run
     history = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(run.info.run_id, "loss")
     assert len(history) >= 2 and {"linear_top1", "knn_top1", "contrastive_acc"} <= set(run.data.metrics)
+
+
+def test_a_finished_group_run_is_not_trained_again(runs):
+    folder, _, two = runs
+    again = subprocess.run(_command(folder, "two", 2), cwd=folder, env=_env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stderr.count("already finished") == 1  # rank 0 speaks for the group
+    assert json.loads((folder / "two" / "result.json").read_text()) == two
