@@ -263,7 +263,7 @@ def _time_steps(trainer: Any, next_views: Callable[[], tuple[torch.Tensor, torch
     _reset_peak(device)
     started = time.perf_counter()
     for _ in range(steps):
-        loss = trainer._step(*next_views())
+        loss, _ = trainer._step(*next_views())
     loss.item()
     _sync(device)
     return time.perf_counter() - started
@@ -485,7 +485,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         compile_=args.compile,
         profile=args.profile,
         synthetic_size=args.synthetic_size,
-        command="python -m ablations bench " + " ".join(getattr(args, "argv", None) or sys.argv[2:]),
+        command="python -m ablations " + " ".join(args.argv),
     )
     print(format_result(result))
     if args.json_out is not None:
@@ -512,15 +512,3 @@ def add_bench_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     _add_options(p)
     p.set_defaults(func=cmd_bench)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m ablations.bench``); the same options as ``python -m ablations bench``."""
-    parser = argparse.ArgumentParser(prog="python -m ablations bench", epilog=BENCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_options(parser)
-    args = parser.parse_args(argv)
-    args.argv = list(argv) if argv is not None else sys.argv[1:]
-    return cmd_bench(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -136,4 +136,5 @@ def main(argv: list[str] | None = None) -> int:
     # MLflow draws a progress bar for every small artifact it reads back (the study file): noise here
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # the command as given, for records
     return int(args.func(args))

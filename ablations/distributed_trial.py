@@ -22,6 +22,7 @@ from typing import Any
 
 import optuna
 
+from core.atomic import write_atomic
 from core.config import RunConfig
 from core.evaluate import Accuracy
 from core.trainer import TrainingDiverged, TrainResult
@@ -89,12 +90,6 @@ def _result(outcome: dict[str, Any]) -> TrainResult:
     return TrainResult(outcome["metrics"], accuracies, outcome["history"], checkpoint)
 
 
-def _write(path: Path, outcome: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(outcome))
-    os.replace(tmp, path)
-
-
 def rank_main(spec_path: str) -> int:
     """What every rank runs; rank 0 records."""
     from ablations import tracking
@@ -134,7 +129,7 @@ def rank_main(spec_path: str) -> int:
     finally:
         distributed.shutdown()
     if info.is_main:
-        _write(Path(spec.run_dir) / OUTCOME, outcome)
+        write_atomic(Path(spec.run_dir) / OUTCOME, lambda f: f.write(json.dumps(outcome).encode()))
     return 0 if outcome["status"] == "complete" else 1
 
 

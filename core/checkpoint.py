@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
+
+from core.atomic import write_atomic
 
 _MAGIC = b"SIMCLR-CKPT-SHA256:"
 _TRAILER = len(_MAGIC) + 64
@@ -37,21 +38,21 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getvalue()
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.write(_MAGIC + hashlib.sha256(payload).hexdigest().encode())
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists():
-            os.replace(path, previous_path(path))
-        os.replace(tmp, path)
-        for stale in path.parent.glob(path.name + ".*.tmp"):  # left by a process killed mid-write
-            stale.unlink(missing_ok=True)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(f: IO[bytes]) -> None:
+        f.write(payload)
+        f.write(_MAGIC + hashlib.sha256(payload).hexdigest().encode())
+
+    write_atomic(path, write, replace=_replace_keeping_previous)
+    for stale in path.parent.glob(path.name + ".*.tmp"):  # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
+
+
+def _replace_keeping_previous(tmp: str, path: Path) -> None:
+    """Put the finished temp file in place, the checkpoint it replaces becoming ``.prev``."""
+    if path.exists():
+        os.replace(path, previous_path(path))
+    os.replace(tmp, path)
 
 
 def load(path: Path) -> dict[str, Any]:

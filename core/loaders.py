@@ -124,9 +124,7 @@ class TorchvisionLoader:
         self.device = device
         self.seed = seed
         self.num_workers = num_workers
-        self.steps_per_epoch = len(self.dataset) // batch_size
         self._sampler_gen = torch.Generator()
-        self._loader: torch.utils.data.DataLoader[Any] | None = None
 
     def _build(self) -> torch.utils.data.DataLoader[Any]:
         return torch.utils.data.DataLoader(

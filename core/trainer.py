@@ -147,7 +147,6 @@ class Trainer:
         self.start_epoch = 0
         self.history: list[dict[str, float]] = []
         self._deferred_failure: BaseException | None = None
-        self._contrastive_hits = torch.zeros((), device=self.device)
 
     # ------------------------------------------------------------------ setup
     def _check_batch(self) -> None:
@@ -267,7 +266,9 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _step(self, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
+    def _step(self, v1: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step; returns the loss and Table 5's "contrastive acc." (fraction of
+        views whose nearest other view is their positive), both still on the device."""
         x = torch.cat([v1, v2])  # one forward: BatchNorm sees all 2B views, as in the paper's code
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -275,13 +276,12 @@ class Trainer:
             _, z = self.forward(x)
         z1, z2 = distributed.global_views(*z.float().chunk(2), self.dist)  # identity in one process
         loss = loss_from_config(self.config.loss, z1, z2)
-        # Table 5's "contrastive acc.": summed on the device, read once per epoch
-        self._contrastive_hits += contrastive_accuracy(z1.detach(), z2.detach(), self.config.loss.normalize)
+        accuracy = contrastive_accuracy(z1.detach(), z2.detach(), self.config.loss.normalize)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
-        return loss.detach()
+        return loss.detach(), accuracy
 
     def _view_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The two views of every batch of ``epoch``, from the configured ``train.loader``."""
@@ -300,11 +300,12 @@ class Trainer:
         log_every = self.config.train.log_every
         since_log = torch.zeros((), device=self.device)
         epoch_sum = torch.zeros((), device=self.device)
-        self._contrastive_hits = torch.zeros((), device=self.device)
+        accuracy_sum = torch.zeros((), device=self.device)  # read once per epoch
         n_since = 0
         started = time.perf_counter()
         for i, (v1, v2) in enumerate(self._view_batches(epoch)):
-            loss = self._step(v1, v2)
+            loss, accuracy = self._step(v1, v2)
+            accuracy_sum += accuracy
             since_log += loss
             epoch_sum += loss
             n_since += 1
@@ -323,7 +324,7 @@ class Trainer:
         images = self.steps_per_epoch * self.config.train.batch_size
         return {
             "loss": epoch_sum.item() / self.steps_per_epoch,
-            "contrastive_acc": 100.0 * self._contrastive_hits.item() / self.steps_per_epoch,
+            "contrastive_acc": 100.0 * accuracy_sum.item() / self.steps_per_epoch,
             "lr": self._lr(),
             "images_per_sec": images / elapsed,
             "epoch_time_s": elapsed,

@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from core.atomic import write_atomic
 from core.config import DataConfig
 from core.data.splits import Decoded
 
@@ -82,17 +82,8 @@ def entry_dir(cfg: DataConfig, part: str) -> Path:
 
 
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache may be shared by users of one machine
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # mkstemp makes 0600; a cache may be shared by users of one machine
+    write_atomic(path, write, prefix=f".{path.name}.", mode=0o644)
 
 
 def _fsync_dir(path: Path) -> None:
