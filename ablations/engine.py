@@ -107,7 +107,7 @@ def fingerprint(study: Study) -> str:
 
 def make_storage(url: str, options: EngineOptions, client: Any = None) -> RDBStorage:
     """RDB storage with heartbeats; a dead worker's trial is enqueued again, at once claimable."""
-    with tracking.sqlite_init_lock(url), warnings.catch_warnings():  # table creation is not safe to race on SQLite
+    with tracking.db_init_lock(url), warnings.catch_warnings():  # table creation is not safe to race
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.9
         return RDBStorage(
             url,

@@ -65,7 +65,7 @@ def connect(uri: str) -> MlflowClient:
     if uri.startswith(("http://", "https://")):
         _probe_http(uri)
     try:
-        with sqlite_init_lock(uri):  # two processes creating one SQLite store's tables would collide
+        with db_init_lock(uri):  # two processes creating one store's tables would collide
             client = MlflowClient(tracking_uri=uri)
             client.search_experiments(max_results=1)
     except Exception as exc:  # connection errors surface as several exception types
@@ -73,17 +73,49 @@ def connect(uri: str) -> MlflowClient:
     return client
 
 
+_PG_INIT_LOCK = 0x51AC1_0A7  # PostgreSQL advisory-lock key: "first use of this database by simclr-ablations"
+
+
 @contextmanager
-def sqlite_init_lock(uri: str) -> Iterator[None]:
-    """Serialise first use of a SQLite database across processes (a lock file beside it)."""
-    prefix = "sqlite:///"
-    if not uri.startswith(prefix):
+def db_init_lock(uri: str) -> Iterator[None]:
+    """Serialise first use of a database across processes, so table creation is never raced.
+
+    Optuna's and MLflow's stores create their tables on first connection, and neither is safe when
+    several workers (a SLURM array, say) open a fresh database at the same moment: on PostgreSQL
+    the loser fails with ``duplicate key ... pg_type_typname_nsp_index``. SQLite gets a lock file
+    beside the database, PostgreSQL a session advisory lock (released when its connection closes,
+    so a killed holder never leaves it taken). Other URIs are used as they are.
+    """
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///") :])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock", timeout=300):
+            yield
+    elif uri.startswith(("postgresql:", "postgresql+", "postgres:")):
+        with _pg_advisory_lock(uri):
+            yield
+    else:
         yield
+
+
+@contextmanager
+def _pg_advisory_lock(uri: str) -> Iterator[None]:
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(uri.replace("postgres://", "postgresql://", 1), poolclass=NullPool)
+    try:
+        conn = engine.connect()
+    except sqlalchemy.exc.SQLAlchemyError:
+        engine.dispose()
+        yield  # unreachable or refused: the store's own connection reports it in its own words
         return
-    path = Path(uri[len(prefix) :])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock", timeout=300):
+    try:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": _PG_INIT_LOCK})
         yield
+    finally:
+        conn.close()  # closing the session releases its advisory locks
+        engine.dispose()
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:

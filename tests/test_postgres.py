@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -96,3 +97,29 @@ def test_two_workers_share_a_study_through_postgresql(tmp_path, postgres, mlflow
 def _experiment_id(base: str, name: str) -> str:
     with urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name={name}", timeout=10) as r:
         return str(json.loads(r.read())["experiment"]["experiment_id"])
+
+
+_OPEN_AT_ONCE = """
+import sys, time
+from ablations.engine import EngineOptions, make_storage
+url, start = sys.argv[1], float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))  # every process opens the fresh database at the same moment
+make_storage(url, EngineOptions(storage=url, tracking_uri="unused"))
+print("opened")
+"""
+
+
+@pytest.mark.slow
+def test_workers_opening_a_fresh_database_at_once_all_succeed(postgres):
+    """A SLURM array starts its workers together: table creation must not race (it did, unlocked)."""
+    import time
+
+    start = time.time() + 8.0  # after every interpreter has imported torch and optuna
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _OPEN_AT_ONCE, postgres, str(start)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, outputs
+    assert all(out.strip().endswith("opened") for out in outputs), outputs
