@@ -3,12 +3,12 @@
 Semantics: train.batch_size is the global batch; each rank augments and encodes its half, the loss
 is NT-Xent over the gathered global batch, and BatchNorm is global (statistics over both ranks'
 views, as one process sees them). So 2 processes should follow the loss curve of 1 process on the
-same global batch. Tolerances (relative): the first epoch agrees to 1e-5 and the second to 1e-4
-(measured ~1e-6 and ~1e-5: float sums in another order); after that this tiny model amplifies
-rounding itself (perturbing one process's weights by 1e-7 moves its curve by ~1e-3 within a dozen
-steps), so later epochs are held to 1e-2. A real semantic difference shows at once: the same run
-with per-rank BatchNorm (train.sync_bn: false) is off by ~3e-4 in both early epochs, which the
-early checks reject (checked below).
+same global batch. Tolerances (relative): the first epoch (4 steps) agrees to 1e-5 (measured ~1e-7:
+float sums in another order); after that this tiny model amplifies rounding itself (perturbing one
+process's weights by 1e-7 moves its curve by ~1e-3 within a dozen steps; the second epoch differed by
+~1e-5 on one CPU and by 1.6e-4 on an AVX-512 one), so later epochs are held to 1e-2. A real semantic
+difference shows at once: the same run with per-rank BatchNorm (train.sync_bn: false) is off by
+~2.7e-4 already in the first epoch, 27x the tolerance there, which the check rejects (checked below).
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def _descendants(pid: int) -> list[int]:
 
 
 def _same_curve(a: list[float], b: list[float]) -> bool:
-    early = all(abs(x - y) <= tol * abs(x) for x, y, tol in zip(a, b, (1e-5, 1e-4)))
-    return len(a) == len(b) and early and all(abs(x - y) <= 1e-2 * abs(x) for x, y in zip(a, b))
+    first_epoch = abs(a[0] - b[0]) <= 1e-5 * abs(a[0])
+    return len(a) == len(b) and first_epoch and all(abs(x - y) <= 1e-2 * abs(x) for x, y in zip(a, b))
 
 
 def test_two_processes_follow_the_single_process_loss_curve(runs):
