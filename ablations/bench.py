@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -50,10 +51,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(fn: Callable[[], Any], device: torch.device, min_seconds: float, min_iters: int = 1) -> tuple[float, int]:
-    """Run ``fn`` (after one untimed warm-up) until ``min_seconds`` and ``min_iters`` are reached;
-    returns (seconds, iterations)."""
-    fn()
+def _timed(
+    fn: Callable[[], Any], device: torch.device, min_seconds: float, min_iters: int = 1, warm_up: bool = True
+) -> tuple[float, int]:
+    """Run ``fn`` (after one untimed warm-up unless ``warm_up`` is False) until ``min_seconds`` and
+    ``min_iters`` are reached; returns (seconds, iterations)."""
+    if warm_up:
+        fn()
     _sync(device)
     iters = 0
     started = time.perf_counter()
@@ -152,9 +156,15 @@ def _kornia_pipeline(cfg: Any, size: int) -> Callable[[torch.Tensor], torch.Tens
 
 
 def bench_augmentation(
-    device: torch.device, size: int, batch_size: int, min_seconds: float, per_image_count: int
+    device: torch.device, size: int, batch_size: int, min_seconds: float, per_image_count: int, rounds: int = 7
 ) -> dict[str, Any]:
-    """images/s of one view of crop+flip+color+grayscale: batched, per-image torchvision, kornia."""
+    """images/s of one view of crop+flip+color+grayscale: batched, per-image torchvision, kornia.
+
+    The pipelines are timed in ``rounds`` interleaved rounds (batched, torchvision, kornia, batched,
+    ...), each round ``min_seconds / rounds`` per pipeline. A shared machine's speed drifts by tens of
+    percent within a minute; a speed-up taken from adjacent windows cancels that drift, so each
+    reported speed-up is the median of the per-round ratios and each rate the median over rounds.
+    """
     from core.augment import Compose, build_transform, to_float
     from core.config import AugmentConfig
     from core.loaders import TorchvisionViews
@@ -163,8 +173,6 @@ def bench_augmentation(
     gen = torch.Generator(device=device).manual_seed(0)
     images = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8, generator=gen, device=device)
     ops = Compose([build_transform(name, cfg) for name in cfg.ops])
-    seconds, iters = _timed(lambda: ops(to_float(images), gen), device, min_seconds)
-    batched = batch_size * iters / seconds
 
     # per-image torchvision v2 in this one process (the DataLoader backend runs it in each worker)
     host = images.cpu()
@@ -175,29 +183,51 @@ def bench_augmentation(
         for i in range(count):
             tv.ops(host[i].float().div_(255.0))
 
-    seconds, iters = _timed(per_image, torch.device("cpu"), min_seconds / 2)
-    per_image_rate = count * iters / seconds
-
-    kornia_rate = None
+    pipelines: dict[str, tuple[Callable[[], Any], torch.device, int, float]] = {
+        "batched": (lambda: ops(to_float(images), gen), device, batch_size, min_seconds),
+        "torchvision": (per_image, torch.device("cpu"), count, min_seconds / 2),
+    }
     kornia_note = None
     seq = _kornia_pipeline(cfg, size)
     if seq is None:
         kornia_note = "kornia not installed: skipped"
     else:
         seq = seq.to(device)
-        seconds, iters = _timed(lambda: seq(to_float(images)), device, min_seconds)
-        kornia_rate = batch_size * iters / seconds
+        pipelines["kornia"] = (lambda: seq(to_float(images)), device, batch_size, min_seconds)
+    per_round: dict[str, list[float]] = {name: [] for name in pipelines}
+    for r in range(max(1, rounds)):
+        for name, (fn, dev, n_images, seconds) in pipelines.items():
+            elapsed, iters = _timed(fn, dev, seconds / max(1, rounds), warm_up=r == 0)
+            per_round[name].append(n_images * iters / elapsed)
+
+    def speedup(name: str) -> tuple[str | None, list[float]]:
+        if name not in per_round:
+            return None, []
+        ratios = [a / b for a, b in zip(per_round[name], per_round["torchvision"])]
+        return f"{statistics.median(ratios):.1f}x", ratios
+
+    batched_speedup, batched_ratios = speedup("batched")
+    kornia_speedup, kornia_ratios = speedup("kornia")
     return {
         "image_size": size,
         "batch_size": batch_size,
         "pipeline": AUG_OPS,
-        "batched_images_per_s": batched,
-        "torchvision_images_per_s": per_image_rate,
-        "kornia_images_per_s": kornia_rate,
-        "batched_speedup": _ratio(batched, per_image_rate),
-        "kornia_speedup": _ratio(kornia_rate, per_image_rate),
+        "rounds": max(1, rounds),
+        "batched_images_per_s": statistics.median(per_round["batched"]),
+        "torchvision_images_per_s": statistics.median(per_round["torchvision"]),
+        "kornia_images_per_s": statistics.median(per_round["kornia"]) if "kornia" in per_round else None,
+        "batched_speedup": batched_speedup,
+        "batched_speedup_range": _spread(batched_ratios),
+        "kornia_speedup": kornia_speedup,
+        "kornia_speedup_range": _spread(kornia_ratios),
+        "per_round_images_per_s": per_round,
         "note": kornia_note,
     }
+
+
+def _spread(ratios: list[float]) -> str | None:
+    """'8.1-9.4x': the lowest and highest per-round speed-up, so the table shows the run's own noise."""
+    return f"{min(ratios):.1f}-{max(ratios):.1f}x" if ratios else None
 
 
 # ---------------------------------------------------------------------------------------- end to end
@@ -378,7 +408,7 @@ def run_bench(
     if steps is None:
         steps = 2 if cpu_quick else (10 if quick else 50)
     if aug_seconds is None:
-        aug_seconds = 1.0 if quick else 3.0
+        aug_seconds = 2.0 if quick else 5.0
     if per_image_count is None:
         per_image_count = 128 if quick else 512
     started = time.perf_counter()
@@ -412,6 +442,13 @@ def _fmt(v: float | None, digits: int = 0) -> str:
     return "-" if v is None else f"{v:,.{digits}f}"
 
 
+def _with_range(a: dict[str, Any], name: str) -> str | None:
+    """'9.4x (rounds 8.1-10.2x)': the median speed-up and the spread of the per-round ones."""
+    if a[f"{name}_speedup"] is None:
+        return None
+    return f"{a[f'{name}_speedup']} (rounds {a[f'{name}_speedup_range']})"
+
+
 def format_result(r: dict[str, Any]) -> str:
     from tabulate import tabulate
 
@@ -421,13 +458,14 @@ def format_result(r: dict[str, Any]) -> str:
         f"load avg {_fmt(d.get('load_average_1min'), 1)}",
         "versions: " + ", ".join(f"{k} {val or 'absent'}" for k, val in v.items()),
         "",
-        f"augmentation throughput, one view of {AUG_OPS}, images/s (speed-up vs per-image torchvision):",
+        f"augmentation throughput, one view of {AUG_OPS}, images/s (median over {r['augmentation'][0]['rounds']} "
+        "interleaved rounds; speed-up vs per-image torchvision: median of the per-round ratios, and their range):",
     ]
     table = []
     for a in r["augmentation"]:
         size = f"{a['image_size']}x{a['image_size']}, batch {a['batch_size']}"
-        table.append([size, "batched core.augment (ours)", _fmt(a["batched_images_per_s"]), a["batched_speedup"]])
-        table.append([size, "kornia.augmentation", _fmt(a["kornia_images_per_s"]), a["kornia_speedup"] or (a["note"] or "-")])
+        table.append([size, "batched core.augment (ours)", _fmt(a["batched_images_per_s"]), _with_range(a, "batched")])
+        table.append([size, "kornia.augmentation", _fmt(a["kornia_images_per_s"]), _with_range(a, "kornia") or (a["note"] or "-")])
         table.append([size, "torchvision v2 per image (1 process)", _fmt(a["torchvision_images_per_s"]), "1.0x"])
     lines.append(tabulate(table, headers=["images", "pipeline", "images/s", "speed-up"]))
     e = r["end_to_end"]

@@ -16,7 +16,8 @@ TINY = [
 
 AUG_FIELDS = {
     "image_size", "batch_size", "pipeline", "batched_images_per_s", "torchvision_images_per_s",
-    "kornia_images_per_s", "batched_speedup", "kornia_speedup", "note",
+    "kornia_images_per_s", "batched_speedup", "kornia_speedup", "note", "rounds", "batched_speedup_range",
+    "kornia_speedup_range", "per_round_images_per_s",
 }
 ROW_FIELDS = {"name", "images_per_s", "s_per_epoch", "extrapolated", "steps", "batch_size", "peak_memory_mb", "speedup"}
 
@@ -36,7 +37,13 @@ def test_bench_runs_and_writes_every_field(tmp_path, capsys):
     for a in r["augmentation"]:
         assert AUG_FIELDS <= a.keys()
         assert a["batched_images_per_s"] > 0 and a["torchvision_images_per_s"] > 0
-        assert a["batched_speedup"].endswith("x")
+        assert a["batched_speedup"].endswith("x") and a["batched_speedup_range"].endswith("x")
+        # interleaved rounds: one rate per round per pipeline, the reported rate their median
+        rates = a["per_round_images_per_s"]
+        assert len(rates["batched"]) == len(rates["torchvision"]) == a["rounds"] == 7
+        assert sorted(rates["batched"])[3] == a["batched_images_per_s"]
+        low, high = (float(v) for v in a["batched_speedup_range"].rstrip("x").split("-"))
+        assert low <= float(a["batched_speedup"].rstrip("x")) <= high
         if r["versions"]["kornia"] is None:
             assert a["kornia_images_per_s"] is None and "skipped" in a["note"]
         else:
@@ -52,4 +59,4 @@ def test_bench_runs_and_writes_every_field(tmp_path, capsys):
     assert e["profile"] and {"op", "self_cpu_ms", "percent", "calls"} <= e["profile"][0].keys()
     assert {"process_max_rss_mb", "cuda_max_allocated_mb"} <= r["peak_memory"].keys()
     # the table carries the speed-ups on their rows
-    assert "batched core.augment (ours)" in printed and "(c) model only" in printed and "x vs (b)" in printed
+    assert "batched core.augment (ours)" in printed and "(rounds " in printed and "(c) model only" in printed and "x vs (b)" in printed
