@@ -33,10 +33,17 @@ def batch() -> torch.Tensor:
     return torch.rand(32, 3, 32, 32, generator=gen(123))
 
 
-def test_crop_equals_torchvision_resized_crop_and_flip(batch):
+# Each transformation has a CPU path and an accelerator path (no data-dependent shapes, so no
+# host-device sync); both are plain tensor code, so both are checked here, on CPU, image by image.
+CROP_PATHS = {"cpu": "_apply_separable", "accelerator": "_apply_grid"}
+COLOR_PATHS = {"cpu": "_apply_gathered", "accelerator": "_apply_masked"}
+
+
+@pytest.mark.parametrize("path", sorted(CROP_PATHS))
+def test_crop_equals_torchvision_resized_crop_and_flip(batch, path):
     t = RandomResizedCrop(CropConfig())
     params = t.sample(batch, gen())
-    out = t.apply(batch, params)
+    out = getattr(t, CROP_PATHS[path])(batch, params)
     for i in range(batch.shape[0]):
         top, left, h, w = (int(params[k][i]) for k in ("top", "left", "height", "width"))
         want = TF.resized_crop(batch[i], top, left, h, w, [32, 32], antialias=False)
@@ -97,11 +104,12 @@ def _torchvision_color(img: torch.Tensor, params: dict[str, torch.Tensor], i: in
     return img
 
 
+@pytest.mark.parametrize("path", sorted(COLOR_PATHS))
 @pytest.mark.parametrize("strength", [0.25, 0.5, 1.0])
-def test_color_distortion_equals_torchvision_per_image(batch, strength):
+def test_color_distortion_equals_torchvision_per_image(batch, strength, path):
     t = ColorDistortion(ColorConfig(strength=strength))
     params = t.sample(batch, gen(strength.as_integer_ratio()[1]))
-    out = t.apply(batch, params)
+    out = getattr(t, COLOR_PATHS[path])(batch, params)
     for i in range(batch.shape[0]):
         torch.testing.assert_close(out[i], _torchvision_color(batch[i], params, i), atol=2e-5, rtol=0)
 
@@ -119,23 +127,26 @@ def test_color_factor_ranges_scale_with_strength():
     assert len({tuple(o) for o in params["order"].tolist()}) == 24
 
 
-def test_color_strength_zero_is_identity(batch):
+@pytest.mark.parametrize("path", sorted(COLOR_PATHS))
+def test_color_strength_zero_is_identity(batch, path):
     t = ColorDistortion(ColorConfig(strength=0.0, jitter_p=1.0, grayscale_p=0.0))
-    out = t.apply(batch, t.sample(batch, gen()))
+    out = getattr(t, COLOR_PATHS[path])(batch, t.sample(batch, gen()))
     torch.testing.assert_close(out, batch, atol=2e-6, rtol=0)
 
 
-def test_grayscale_makes_channels_equal(batch):
+@pytest.mark.parametrize("path", sorted(COLOR_PATHS))
+def test_grayscale_makes_channels_equal(batch, path):
     t = ColorDistortion(ColorConfig(strength=1.0, grayscale_p=1.0))
-    out = t.apply(batch, t.sample(batch, gen()))
+    out = getattr(t, COLOR_PATHS[path])(batch, t.sample(batch, gen()))
     assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
 
 
-def test_color_on_single_channel_images_uses_brightness_and_contrast_only():
+@pytest.mark.parametrize("path", sorted(COLOR_PATHS))
+def test_color_on_single_channel_images_uses_brightness_and_contrast_only(path):
     x = torch.rand(8, 1, 16, 16, generator=gen())
     t = ColorDistortion(ColorConfig(strength=1.0, jitter_p=1.0, grayscale_p=1.0))
     params = t.sample(x, gen())
-    out = t.apply(x, params)
+    out = getattr(t, COLOR_PATHS[path])(x, params)
     for i in range(8):
         want = x[i]
         for op in params["order"][i].tolist():  # saturation, hue and grayscale are identities on one channel
