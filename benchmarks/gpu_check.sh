@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The GPU figures of benchmarks/RESULTS.md, prepared to fit a short device lease (two calls).
+#
+# 1. Here, on a machine with PyPI and ../shared beside the checkout:
+#        bash benchmarks/gpu_check.sh prepare
+#    puts the few wheels the GPU image lacks (pydantic and its parts, kornia) in .whl/ and a copy of
+#    CIFAR-10 (JPEG, 20 MB) in .data/; both are kept out of git through .git/info/exclude.
+# 2. On the GPU machine (the device tool's run, carry [".whl", ".data"]), one call each:
+#        bash benchmarks/gpu_check.sh bench   # about 3 min: `ablations bench`, eager and --compile
+#        bash benchmarks/gpu_check.sh train   # target under 8 min: 200-epoch ResNet-18, kNN top-1
+#    Each writes its JSON and log under $OUT (or ./gpu-check-out when OUT is unset).
+#
+# The GPU image has its own torch and torchvision (older than the ones pinned here, which the
+# project allows); only the missing pure helpers travel, installed into /tmp/site.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-gpu-check-out}"
+tarball=.data/cifar10-jpeg.tar.gz
+
+wheels=(pydantic pydantic_core annotated-types typing-inspection typing_extensions kornia kornia_rs)
+
+prepare() {
+    for dir in /.whl/ /.data/; do
+        grep -qxF "$dir" .git/info/exclude 2>/dev/null || echo "$dir" >> .git/info/exclude
+    done
+    mkdir -p .whl .data
+    local specs=()
+    for name in "${wheels[@]}"; do
+        specs+=("$name==$(python -c "import importlib.metadata as m; print(m.version('$name'))")")
+    done
+    python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d .whl "${specs[@]}"
+    cp ../shared/data/cifar10-jpeg.tar.gz "$tarball"
+    ls -la .whl .data
+}
+
+on_device() {
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
+    mkdir -p "$out"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/device.txt"
+    python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$out/device.txt"
+}
+
+bench() {
+    on_device
+    python3 -m ablations bench --data "$tarball" --json "$out/bench.json" 2>&1 | tee "$out/bench.log"
+    python3 -m ablations bench --data "$tarball" --compile --image-sizes 32 --json "$out/bench-compile.json" 2>&1 \
+        | tee "$out/bench-compile.log"
+}
+
+train() {
+    on_device
+    local started=$SECONDS
+    python3 -m ablations train configs/cifar10_resnet18_200ep.yaml --set "data.root=$tarball" \
+        --set train.progress=false --run-dir /tmp/run-200ep --json "$out/train-200ep.json" "$@" 2>&1 | tee "$out/train.log"
+    echo "wall time $((SECONDS - started)) s" | tee -a "$out/train.log"
+}
+
+case "${1:-}" in
+    prepare) prepare ;;
+    bench) bench ;;
+    train) shift; train "$@" ;;
+    *) echo "usage: bash benchmarks/gpu_check.sh prepare | bench | train [--set KEY=VALUE ...]" >&2; exit 2 ;;
+esac
