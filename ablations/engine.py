@@ -153,19 +153,36 @@ def load_or_create(
                 "--name, or delete the old one (optuna delete-study --study-name ... --storage ...)"
             ) from None
         return opt
-    exp_id = tracking.experiment_id(client, name)
-    parent = tracking.create_parent_run(
-        client, exp_id, name, {"study": name, "git_commit": tracking.git_commit(), "fingerprint": fp}
-    )
-    client.log_text(parent, study.text, Path(study.source).name if study.source else "study.yaml")
-    opt.set_user_attr(FINGERPRINT, fp)
-    opt.set_user_attr(PARENT_RUN, parent)
-    opt.set_user_attr("description", study.description)
-    opt.set_user_attr("metric", study.metric)
-    for pt in pts:
-        opt.enqueue_trial({"point": pt.index}, user_attrs=_point_attrs(pt))
-    opt.set_user_attr(READY, True)
+    parent = None
+    try:
+        exp_id = tracking.experiment_id(client, name)
+        parent = tracking.create_parent_run(
+            client, exp_id, name, {"study": name, "git_commit": tracking.git_commit(), "fingerprint": fp}
+        )
+        client.log_text(parent, study.text, Path(study.source).name if study.source else "study.yaml")
+        opt.set_user_attr(FINGERPRINT, fp)
+        opt.set_user_attr(PARENT_RUN, parent)
+        opt.set_user_attr("description", study.description)
+        opt.set_user_attr("metric", study.metric)
+        for pt in pts:
+            opt.enqueue_trial({"point": pt.index}, user_attrs=_point_attrs(pt))
+        opt.set_user_attr(READY, True)
+    except BaseException:
+        _undo_creation(name, storage, client, parent)
+        raise
     return opt
+
+
+def _undo_creation(name: str, storage: RDBStorage, client: Any, parent: str | None) -> None:
+    """Ctrl-C (or an error) while the study is being created: delete the half-made study, so the
+    next ``run`` creates it afresh instead of waiting for a creator that is gone. No trial has run
+    yet, so nothing is lost. Only a SIGKILL in this window (a second or two) still leaves it behind."""
+    try:
+        optuna.delete_study(study_name=name, storage=storage)
+        if parent is not None:
+            client.delete_run(parent)  # it holds only the study file; the next creation logs it again
+    except Exception as exc:  # the original error matters more; say what is left to clean
+        log.warning("could not remove the half-created study '%s' (%s): delete it with optuna delete-study", name, exc)
 
 
 def _wait_ready(opt: optuna.Study, name: str, wait_s: float) -> None:

@@ -252,6 +252,38 @@ def test_a_lost_retry_is_enqueued_once_and_a_duplicate_never_runs(tmp_path):
     assert duplicate.state == TrialState.FAIL and duplicate.user_attrs["duplicate_of"] == retries[0].number
 
 
+def test_ctrl_c_while_the_study_is_created_leaves_nothing_half_made(tmp_path, monkeypatch):
+    # Before: the half-made study stayed in the storage, and every later `run` waited 2 minutes for
+    # its dead creator, then told the user to delete it by hand.
+    study = load_study(write_study(tmp_path, epochs=1))
+    options = EngineOptions(storage=f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = tracking.connect(options.tracking_uri)
+    storage = make_storage(options.storage, options, client)
+    real_enqueue = optuna.Study.enqueue_trial
+    calls = []
+
+    def interrupted_after_two(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_enqueue(self, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.Study, "enqueue_trial", interrupted_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        load_or_create(study, "tiny", storage, client)
+    monkeypatch.setattr(optuna.Study, "enqueue_trial", real_enqueue)
+    assert "tiny" not in [s.study_name for s in optuna.get_all_study_summaries(storage)]
+
+    started = time.monotonic()
+    opt = load_or_create(study, "tiny", storage, client, wait_s=5)
+    assert time.monotonic() - started < 5  # created afresh, not waiting for the gone creator
+    keys = [t.user_attrs["key"] for t in opt.get_trials()]
+    assert sorted(keys) == sorted(p.key() for p in points(study))  # every point once
+    parents = [r for r in client.search_runs([tracking.experiment_id(client, "tiny")])
+               if r.data.tags.get(tracking.PARENT_TAG) == "study"]
+    assert [r.info.run_id for r in parents] == [opt.user_attrs["mlflow_parent_run_id"]]  # the first one deleted
+
+
 # ------------------------------------------------------------------ 3. out of GPU memory
 @pytest.mark.slow
 def test_out_of_memory_fails_its_trial_with_the_hint_and_the_study_goes_on(tmp_path, monkeypatch, capsys):
