@@ -217,17 +217,38 @@ def _requeue(opt: optuna.Study, trial: FrozenTrial, not_before: float, reason: s
     opt.enqueue_trial(dict(params), user_attrs=attrs)
 
 
-def _mark_run_failed(client: Any, trial: FrozenTrial, reason: str) -> None:
+def _mark_run_failed(opt: optuna.Study, client: Any, trial: FrozenTrial, reason: str) -> None:
     """The MLflow run of a trial that died with its worker: failed, like its Optuna trial."""
+    if client is None:
+        return
     run_id = trial.user_attrs.get("mlflow_run_id")
-    if client is not None and run_id is not None:
-        _record_failed_run(client, run_id, trial.number, reason)
+    run_ids = [run_id] if run_id is not None else _unrecorded_runs(opt, client, trial)
+    for found in run_ids:
+        _record_failed_run(client, found, trial.number, reason)
+
+
+def _unrecorded_runs(opt: optuna.Study, client: Any, trial: FrozenTrial) -> list[str]:
+    """Running MLflow runs of ``trial`` whose id its worker died before saving on the trial (the
+    moment between creating the run and recording it): found by the study and trial tags."""
+    try:
+        experiment = client.get_experiment_by_name(opt.study_name)
+        if experiment is None:
+            return []
+        runs = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.study = '{opt.study_name}' and tags.trial = '{trial.number}' and attributes.status = 'RUNNING'",
+        )
+    except Exception:
+        log.warning("could not look up the MLflow run of dead trial %d", trial.number, exc_info=True)
+        return []
+    parent = opt.user_attrs.get(PARENT_RUN)
+    return [r.info.run_id for r in runs if r.data.tags.get("mlflow.parentRunId") == parent]
 
 
 def _requeue_stale(opt: optuna.Study, trial: FrozenTrial, client: Any = None) -> None:
     """Optuna calls this in exactly one process per trial it found dead."""
     _requeue(opt, trial, not_before=0.0, reason=STALE)
-    _mark_run_failed(client, trial, STALE)  # it may have died after telling MLflow it had finished
+    _mark_run_failed(opt, client, trial, STALE)  # it may have died after telling MLflow it had finished
 
 
 def requeue_lost(opt: optuna.Study, client: Any) -> None:
@@ -244,7 +265,7 @@ def requeue_lost(opt: optuna.Study, client: Any) -> None:
             log.warning("trial %d failed without a retry (its worker died); enqueueing one", t.number)
             _requeue(opt, t, not_before=time.time() if in_process else 0.0, reason=reason)
             if not in_process:
-                _mark_run_failed(client, t, STALE)
+                _mark_run_failed(opt, client, t, STALE)
 
 
 # ---------------------------------------------------------------------- claiming

@@ -284,6 +284,27 @@ def test_ctrl_c_while_the_study_is_created_leaves_nothing_half_made(tmp_path, mo
     assert [r.info.run_id for r in parents] == [opt.user_attrs["mlflow_parent_run_id"]]  # the first one deleted
 
 
+def test_a_worker_killed_before_recording_its_run_id_leaves_no_run_running(tmp_path):
+    # The worker creates the trial's MLflow run, then saves its id on the Optuna trial; killed in
+    # between, the run was left RUNNING for ever. Whoever finds the trial dead finds the run by tags.
+    study = load_study(write_study(tmp_path, epochs=1))
+    options = EngineOptions(storage=f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                            heartbeat_interval=1, grace_period=1)
+    client = tracking.connect(options.tracking_uri)
+    opt = load_or_create(study, "tiny", make_storage(options.storage, options, client), client)
+    dead = claim(opt, study, time.time(), client)
+    orphan = tracking.create_trial_run(client, tracking.experiment_id(client, "tiny"), opt.user_attrs["mlflow_parent_run_id"],
+                                       "dying", {"study": "tiny", "trial": str(dead.number)})
+    other = tracking.create_trial_run(client, tracking.experiment_id(client, "tiny"), opt.user_attrs["mlflow_parent_run_id"],
+                                      "alive", {"study": "tiny", "trial": str(dead.number + 1)})
+    time.sleep(2.5)  # no heartbeat from the killed worker for longer than the grace period
+    claim(opt, study, time.time(), client)  # another worker looks: the dead trial is failed and re-queued
+    assert opt._storage.get_trial(dead._trial_id).state == TrialState.FAIL
+    run = client.get_run(orphan)
+    assert run.info.status == "FAILED" and run.data.tags["failure_reason"] == "worker stopped sending heartbeats"
+    assert client.get_run(other).info.status == "RUNNING"  # another trial's run is left alone
+
+
 # ------------------------------------------------------------------ 3. out of GPU memory
 @pytest.mark.slow
 def test_out_of_memory_fails_its_trial_with_the_hint_and_the_study_goes_on(tmp_path, monkeypatch, capsys):
