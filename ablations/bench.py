@@ -194,10 +194,11 @@ def bench_augmentation(
     else:
         seq = seq.to(device)
         pipelines["kornia"] = (lambda: seq(to_float(images)), device, batch_size, min_seconds)
+    rounds = max(1, rounds)
     per_round: dict[str, list[float]] = {name: [] for name in pipelines}
-    for r in range(max(1, rounds)):
+    for r in range(rounds):
         for name, (fn, dev, n_images, seconds) in pipelines.items():
-            elapsed, iters = _timed(fn, dev, seconds / max(1, rounds), warm_up=r == 0)
+            elapsed, iters = _timed(fn, dev, seconds / rounds, warm_up=r == 0)
             per_round[name].append(n_images * iters / elapsed)
 
     def speedup(name: str) -> tuple[str | None, list[float]]:
@@ -212,7 +213,7 @@ def bench_augmentation(
         "image_size": size,
         "batch_size": batch_size,
         "pipeline": AUG_OPS,
-        "rounds": max(1, rounds),
+        "rounds": rounds,
         "batched_images_per_s": statistics.median(per_round["batched"]),
         "torchvision_images_per_s": statistics.median(per_round["torchvision"]),
         "kornia_images_per_s": statistics.median(per_round["kornia"]) if "kornia" in per_round else None,

@@ -107,8 +107,12 @@ def _pg_advisory_lock(uri: str) -> Iterator[None]:
     try:
         conn = engine.connect()
     except sqlalchemy.exc.SQLAlchemyError:
+        conn = None
+    if conn is None:
+        # unreachable or refused: the store's own connection reports it in its own words (yielding
+        # outside the except block, so that error is not shown as raised while handling this one)
         engine.dispose()
-        yield  # unreachable or refused: the store's own connection reports it in its own words
+        yield
         return
     try:
         conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": _PG_INIT_LOCK})
