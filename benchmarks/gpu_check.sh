@@ -9,6 +9,13 @@
 #        bash benchmarks/gpu_check.sh bench   # about 3 min: `ablations bench`, eager and --compile
 #        bash benchmarks/gpu_check.sh train   # target under 8 min: 200-epoch ResNet-18, kNN top-1
 #    Each writes its JSON and log under $OUT (or ./gpu-check-out when OUT is unset).
+#    Or everything in one call of at most BUDGET_S seconds (default 540), when a second call may
+#    not fit the lease:
+#        bash benchmarks/gpu_check.sh all     # sync check, bench, then train sized to what is left
+#    `all` runs the hot-loop sync check (benchmarks/gpu_sync_check.py), the eager bench with a step
+#    profile, then the 200-epoch run if the bench's measured s/epoch says it fits the time left,
+#    else the longest run that fits (reported as the shorter run it is), then the compiled bench
+#    if time remains.
 #
 # The GPU image has its own torch and torchvision (older than the ones pinned here, which the
 # project allows); only the missing pure helpers travel, installed into /tmp/site.
@@ -58,9 +65,42 @@ train() {
     echo "wall time $((SECONDS - started)) s" | tee -a "$out/train.log"
 }
 
+all() {
+    on_device
+    local budget=${BUDGET_S:-540} started=$SECONDS
+    timeout 120 python3 benchmarks/gpu_sync_check.py --json "$out/sync.json" 2>&1 | tee "$out/sync.log" || true
+    timeout 240 python3 -m ablations bench --data "$tarball" --workers 8 --profile --image-sizes 32 \
+        --json "$out/bench.json" 2>&1 | tee "$out/bench.log" || true
+    # epochs that fit: the bench's (a) s/epoch, plus 40 s for data loading and the final kNN, and
+    # 10% for the kNN every 50 epochs and the per-epoch checkpoint
+    local left=$((budget - (SECONDS - started) - 40)) epochs
+    epochs=$(python3 -c "
+import json, sys
+try:
+    s = json.load(open('$out/bench.json'))['end_to_end']['rows'][0]['s_per_epoch']
+except Exception:
+    s = 2.0
+print(max(1, min(200, int($left / (1.1 * s)))))")
+    echo "time left ${left} s: training ${epochs} epochs" | tee "$out/plan.txt"
+    local t0=$SECONDS
+    timeout $((left + 30)) python3 -m ablations train configs/cifar10_resnet18_200ep.yaml --set "data.root=$tarball" \
+        --set train.progress=false --set "train.epochs=$epochs" --run-dir /tmp/run-gpu --json "$out/train.json" \
+        2>&1 | tee "$out/train.log" || true
+    echo "train wall time $((SECONDS - t0)) s" | tee -a "$out/train.log"
+    local rest=$((budget - (SECONDS - started)))
+    if [ "$rest" -gt 150 ]; then
+        timeout $((rest - 10)) python3 -m ablations bench --data "$tarball" --workers 8 --compile --image-sizes 32 \
+            --json "$out/bench-compile.json" 2>&1 | tee "$out/bench-compile.log" || true
+    else
+        echo "skipped the compiled bench: ${rest} s left" | tee "$out/bench-compile.log"
+    fi
+    echo "all: wall time $((SECONDS - started)) s"
+}
+
 case "${1:-}" in
     prepare) prepare ;;
     bench) bench ;;
     train) shift; train "$@" ;;
-    *) echo "usage: bash benchmarks/gpu_check.sh prepare | bench | train [--set KEY=VALUE ...]" >&2; exit 2 ;;
+    all) all ;;
+    *) echo "usage: bash benchmarks/gpu_check.sh prepare | bench | train [--set KEY=VALUE ...] | all" >&2; exit 2 ;;
 esac

@@ -1,0 +1,89 @@
+"""Host-device synchronisations in the training hot loop, on CUDA.
+
+Runs the trainer's own epoch iterator and step (``Trainer._view_batches`` and ``Trainer._step``, as
+``Trainer._run_epoch`` does, minus its once-per-``log_every`` loss read) for a few steps under
+``torch.cuda.set_sync_debug_mode("warn")``, which makes every synchronising CUDA call warn, and lists
+each distinct Python line that synchronised. A sync in the hot loop stalls the host until the GPU
+catches up, so the host can no longer queue work ahead of it.
+
+    python benchmarks/gpu_sync_check.py --json sync.json
+
+Exit status 0 when the loop is sync-free, 1 when it is not (the lines are printed), 2 without CUDA.
+Needs a CUDA device; on CPU there is nothing to check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=10, help="checked steps after 2 warm-up steps")
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--optimizer", default="lars", help="lars, sgd or adam")
+    parser.add_argument("--json", dest="json_out", type=Path, help="write the findings to this JSON file")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("error: no CUDA device; the sync check needs one", file=sys.stderr)
+        return 2
+
+    from core.config import RunConfig
+    from core.trainer import Trainer
+
+    config = RunConfig.model_validate(
+        {
+            "data": {"source": "synthetic", "synthetic": {"num_classes": 10, "train_size": 4 * args.batch_size, "test_size": 64, "image_size": 32}},
+            "augment": {"ops": ["crop", "color", "blur"]},
+            "model": {"encoder": "resnet18", "cifar_stem": True},
+            "optim": {"name": args.optimizer, "warmup_epochs": 1},
+            "train": {"batch_size": args.batch_size, "epochs": 2, "device": "cuda", "progress": False, "checkpoint": False},
+        }
+    )
+    trainer = Trainer(config)
+    trainer.model.train()
+    batches = trainer._view_batches(0)
+    for _ in range(2):  # warm-up: cuDNN autotuning and lazy state allocate here
+        trainer._step(*next(batches))
+    torch.cuda.synchronize()
+    found: collections.Counter[str] = collections.Counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for _ in range(args.steps):
+                v1, v2 = next(batches)
+                trainer._step(v1, v2)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    for w in caught:
+        if "synchroniz" in str(w.message):
+            found[f"{w.filename}:{w.lineno}: {str(w.message).splitlines()[0]}"] += 1
+    torch.cuda.synchronize()
+    report = {
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
+        "augment": config.augment.ops,
+        "syncs": [{"where": k, "count": v} for k, v in found.most_common()],
+    }
+    print(f"sync check ({args.steps} steps, {args.optimizer}, augment {'+'.join(config.augment.ops)}): "
+          f"{sum(found.values())} synchronising calls")
+    for where, count in found.most_common():
+        print(f"  {count:4d}  {where}")
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report, indent=2))
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
