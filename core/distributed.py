@@ -58,9 +58,12 @@ def init(info: DistInfo, device_type: str) -> None:
 
 
 def device_for(info: DistInfo, requested: torch.device) -> torch.device:
-    """Under torchrun each rank takes the GPU of its local rank; CPU stays CPU."""
+    """Under torchrun each rank takes the GPU of its local rank; a bare ``cuda`` means the current
+    GPU, made explicit (``torch.cuda.set_device`` refuses a device without an index); CPU stays CPU."""
     if requested.type == "cuda" and info.enabled:
         return torch.device("cuda", info.local_rank)
+    if requested.type == "cuda" and requested.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
     return requested
 
 
