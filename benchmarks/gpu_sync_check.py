@@ -20,8 +20,32 @@ import json
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from core.config import RunConfig
+
+
+WARM_UP_STEPS = 2
+
+
+def check_config(batch_size: int, steps: int, optimizer: str, device: str) -> "RunConfig":
+    """ResNet-18 on synthetic CIFAR-shaped data, with one epoch long enough for the warm-up and the
+    checked steps (an epoch's iterator ends after its last full batch)."""
+    from core.config import RunConfig
+
+    images = (WARM_UP_STEPS + steps) * batch_size
+    return RunConfig.model_validate(
+        {
+            "data": {"source": "synthetic", "synthetic": {"num_classes": 10, "train_size": images, "test_size": 64, "image_size": 32}},
+            "augment": {"ops": ["crop", "color", "blur"]},
+            "model": {"encoder": "resnet18", "cifar_stem": True},
+            "optim": {"name": optimizer, "warmup_epochs": 1},
+            "train": {"batch_size": batch_size, "epochs": 2, "device": device, "progress": False, "checkpoint": False},
+        }
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,22 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no CUDA device; the sync check needs one", file=sys.stderr)
         return 2
 
-    from core.config import RunConfig
     from core.trainer import Trainer
 
-    config = RunConfig.model_validate(
-        {
-            "data": {"source": "synthetic", "synthetic": {"num_classes": 10, "train_size": 4 * args.batch_size, "test_size": 64, "image_size": 32}},
-            "augment": {"ops": ["crop", "color", "blur"]},
-            "model": {"encoder": "resnet18", "cifar_stem": True},
-            "optim": {"name": args.optimizer, "warmup_epochs": 1},
-            "train": {"batch_size": args.batch_size, "epochs": 2, "device": "cuda", "progress": False, "checkpoint": False},
-        }
-    )
+    config = check_config(args.batch_size, args.steps, args.optimizer, "cuda")
     trainer = Trainer(config)
     trainer.model.train()
     batches = trainer._view_batches(0)
-    for _ in range(2):  # warm-up: cuDNN autotuning and lazy state allocate here
+    for _ in range(WARM_UP_STEPS):  # cuDNN autotuning and lazy state allocate here
         trainer._step(*next(batches))
     torch.cuda.synchronize()
     found: collections.Counter[str] = collections.Counter()
