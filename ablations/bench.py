@@ -10,6 +10,9 @@ Measures, on one device:
   (a) our pipeline (``train.loader: batched``), (b) the per-image torchvision pipeline in DataLoader
   workers (``train.loader: torchvision``), (c) the model alone on random views already on the device
   (the ceiling a data pipeline can reach);
+* end-to-end pretraining images/s under the default numerics (``train.precision: auto``,
+  ``train.channels_last`` unset: bf16 autocast and channels_last where the device computes them
+  natively) against forced fp32 NCHW, interleaved, with the speed-up (``core.numerics``);
 * peak memory, the device and the library versions.
 
 It prints a table and writes everything as JSON (``--json``). ``--quick`` is a CPU-sized run of a
@@ -94,20 +97,15 @@ def _reset_peak(device: torch.device) -> None:
 
 
 def device_info(device: torch.device) -> dict[str, Any]:
+    from core.numerics import cpu_bf16_support, device_name
+
     info: dict[str, Any] = {
         "type": device.type,
-        "name": platform.processor() or platform.machine(),
+        "name": device_name(device),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "cpu_native_bf16": cpu_bf16_support(),
     }
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["name"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     if hasattr(os, "sched_getaffinity"):
         info["cpus_available"] = len(os.sched_getaffinity(0))
     try:
@@ -115,7 +113,6 @@ def device_info(device: torch.device) -> dict[str, Any]:
     except OSError:
         info["load_average_1min"] = None
     if device.type == "cuda":
-        info["name"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
     return info
 
@@ -323,6 +320,7 @@ def bench_end_to_end(
 
     # (a) our pipeline: the trainer's own epoch iterator and step
     trainer = Trainer(_run_config(device, batch_size, "batched", workers, encoder, compile_), splits=splits)
+    numerics = trainer.numerics
     trainer.model.train()
     batches = trainer._view_batches(0)
     seconds = _time_steps(trainer, batches.__next__, steps, device)
@@ -357,11 +355,58 @@ def bench_end_to_end(
         "epoch_images": n,
         "steps_per_epoch": steps_per_epoch,
         "batch_size": batch_size,
-        "precision": "bf16 autocast" if device.type == "cuda" else "fp32",
-        "channels_last": device.type == "cuda",
+        "precision": numerics.describe(),
+        "channels_last": numerics.channels_last,
         "compile": compile_,
         "rows": rows,
         "profile": profile_table,
+    }
+
+
+def bench_numerics(
+    device: torch.device, encoder: str, width: int, batch_size: int, steps: int, rounds: int = 5
+) -> dict[str, Any]:
+    """End-to-end pretraining images/s (batched augmentation + step) under the default numerics
+    against forced fp32 NCHW (``train.precision=fp32``, ``train.channels_last=false``): the same
+    synthetic CIFAR-shaped data, ``rounds`` interleaved rounds of ``steps`` timed steps each, and
+    the speed-up as the median of the per-round ratios (the machine's drift cancels within a round)."""
+    from core.config import RunConfig
+    from core.data import load_dataset
+    from core.trainer import Trainer
+
+    base = {
+        "model": {"encoder": encoder, "cifar_stem": True, "width": width},
+        "train": {"batch_size": batch_size, "device": str(device), "progress": False, "checkpoint": False, "epochs": 1},
+    }
+    size = batch_size * (rounds * steps + rounds + 1)  # every timed and warm-up step draws a fresh batch
+    data = RunConfig.model_validate(
+        {"data": {"source": "synthetic", "synthetic": {"num_classes": 10, "train_size": size, "test_size": 20, "image_size": 32}}}
+    ).data
+    splits = load_dataset(data, seed=0)
+    configs = {
+        "defaults": RunConfig.model_validate(base),
+        "fp32 NCHW": RunConfig.model_validate({**base, "train": {**base["train"], "precision": "fp32", "channels_last": False}}),
+    }
+    trainers = {name: Trainer(cfg, splits=splits) for name, cfg in configs.items()}
+    batches = {name: t._view_batches(0) for name, t in trainers.items()}
+    per_round: dict[str, list[float]] = {name: [] for name in trainers}
+    for _ in range(rounds):
+        for name, trainer in trainers.items():
+            trainer.model.train()
+            seconds = _time_steps(trainer, batches[name].__next__, steps, device)
+            per_round[name].append(batch_size * steps / seconds)
+    ratios = [a / b for a, b in zip(per_round["defaults"], per_round["fp32 NCHW"])]
+    return {
+        "model": f"{encoder} (width {width}), CIFAR stem, 32x32, batch {batch_size}, batched augmentation",
+        "defaults": trainers["defaults"].numerics.describe(),
+        "baseline": trainers["fp32 NCHW"].numerics.describe(),
+        "rounds": rounds,
+        "steps_per_round": steps,
+        "defaults_images_per_s": statistics.median(per_round["defaults"]),
+        "fp32_nchw_images_per_s": statistics.median(per_round["fp32 NCHW"]),
+        "speedup": f"{statistics.median(ratios):.2f}x",
+        "speedup_range": f"{min(ratios):.2f}-{max(ratios):.2f}x",
+        "per_round_images_per_s": per_round,
     }
 
 
@@ -402,6 +447,11 @@ def run_bench(
     profile: bool = False,
     synthetic_size: int = CIFAR_TRAIN_IMAGES,
     command: str = "",
+    numerics_encoder: str | None = "resnet_small",
+    numerics_width: int = 16,
+    numerics_batch: int | None = None,
+    numerics_steps: int | None = None,
+    numerics_rounds: int = 5,
 ) -> dict[str, Any]:
     """Every measurement, as one JSON-ready dict."""
     from core.trainer import resolve_device
@@ -422,6 +472,14 @@ def run_bench(
         notes.append(f"end-to-end batch {batch_size}, not 512 (--quick on CPU); s/epoch scales accordingly")
     aug = [bench_augmentation(dev, s, aug_batch_size, aug_seconds, per_image_count) for s in image_sizes]
     e2e = bench_end_to_end(dev, batch_size, steps, data, workers, encoder, compile_, profile, synthetic_size)
+    numerics = None
+    if numerics_encoder is not None:
+        n_width, n_batch, n_steps = numerics_width, numerics_batch, numerics_steps
+        if n_batch is None:
+            n_batch = 256 if dev.type == "cpu" else 512
+        if n_steps is None:
+            n_steps = 3 if dev.type == "cpu" else 20
+        numerics = bench_numerics(dev, numerics_encoder, n_width, n_batch, n_steps, rounds=numerics_rounds)
     if any(r["extrapolated"] for r in e2e["rows"]):
         notes.append(f"s/epoch extrapolated from {steps} timed steps (after 1 warm-up step)")
     if dev.type == "cpu":
@@ -434,6 +492,7 @@ def run_bench(
         "versions": versions(),
         "augmentation": aug,
         "end_to_end": e2e,
+        "numerics": numerics,
         "peak_memory": {
             "process_max_rss_mb": _max_rss_mb(),
             "cuda_max_allocated_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
@@ -483,6 +542,20 @@ def format_result(r: dict[str, Any]) -> str:
         for row in e["rows"]
     ]
     lines.append(tabulate(table, headers=["pipeline", "images/s", f"s/epoch ({e['epoch_images']:,} images)", "peak MiB", "speed-up"]))
+    n = r.get("numerics")
+    if n:
+        lines += [
+            "",
+            f"numerics, end to end: {n['model']}; images/s, median of {n['rounds']} interleaved rounds of "
+            f"{n['steps_per_round']} steps; speed-up: median of the per-round ratios (range):",
+            tabulate(
+                [
+                    [f"defaults: {n['defaults']}", _fmt(n["defaults_images_per_s"]), f"{n['speedup']} (rounds {n['speedup_range']})"],
+                    [f"forced: {n['baseline']}", _fmt(n["fp32_nchw_images_per_s"]), "1.00x"],
+                ],
+                headers=["numerics", "images/s", "speed-up"],
+            ),
+        ]
     if e.get("profile"):
         lines += ["", "profile of one (a) step, top ops by self CPU time:"]
         lines.append(tabulate([[p["op"], _fmt(p["self_cpu_ms"], 1), _fmt(p["percent"], 1), p["calls"]] for p in e["profile"]], headers=["op", "ms", "%", "calls"]))
@@ -501,6 +574,10 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="auto", help="CIFAR-10 tarball path, 'synthetic', or auto (../shared/data/cifar10-jpeg.tar.gz if present)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (train.compile)")
     p.add_argument("--profile", action="store_true", help="also profile one step of (a) and print where the time goes")
+    p.add_argument("--numerics-encoder", default="resnet_small", help="encoder of the numerics comparison (defaults vs forced fp32 NCHW); 'none' skips it (default resnet_small)")
+    p.add_argument("--numerics-width", type=int, default=16, help="width of a resnet_small numerics encoder (default 16)")
+    p.add_argument("--numerics-batch", type=int, help="batch of the numerics comparison (default 256 on CPU, 512 on CUDA)")
+    p.add_argument("--numerics-steps", type=int, help="timed steps per round of the numerics comparison (default 3 on CPU, 20 on CUDA)")
     # for tests: keep the run tiny
     p.add_argument("--aug-seconds", type=float, help=argparse.SUPPRESS)
     p.add_argument("--per-image-count", type=int, help=argparse.SUPPRESS)
@@ -529,6 +606,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         profile=args.profile,
         synthetic_size=args.synthetic_size,
         command="python -m ablations " + " ".join(args.argv),
+        numerics_encoder=None if args.numerics_encoder == "none" else args.numerics_encoder,
+        numerics_width=args.numerics_width,
+        numerics_batch=args.numerics_batch,
+        numerics_steps=args.numerics_steps,
     )
     print(format_result(result))
     if args.json_out is not None:

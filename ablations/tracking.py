@@ -361,6 +361,10 @@ class MlflowCallback(Callback):
     def close(self) -> None:
         self.run_log.close()
 
+    def on_run_info(self, info: dict[str, str]) -> None:
+        # the resolved device replaces the config's (often "auto") given when the run was opened
+        self.run_log.log({}, 0, tags=info)
+
     def on_train_start(self, config: RunConfig, start_epoch: int) -> None:
         # final metrics go at the last epoch's step, so MLflow's "latest value" is the final one
         self.final_step = config.train.epochs

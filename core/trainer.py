@@ -32,6 +32,7 @@ from core.loaders import TorchvisionLoader, batched_epoch
 from core.evaluate import Accuracy, evaluate_encoder
 from core.losses import contrastive_accuracy, loss_from_config
 from core.models import SimCLRModel
+from core.numerics import device_name, resolve_numerics
 from core.optim import build_optimizer, build_scheduler
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -57,6 +58,11 @@ class StoppedByMain(RuntimeError):
 
 class Callback:
     """Hooks the trainer calls; override what you need. An exception raised here stops training."""
+
+    def on_run_info(self, info: dict[str, str]) -> None:
+        """Called once before ``on_train_start`` with what the run really uses, resolved from the
+        config: ``device`` (e.g. cpu, cuda:0), ``device_name`` (the CPU or GPU model) and the
+        numerics (``numerics``, ``numerics.precision``, ``numerics.channels_last``)."""
 
     def on_train_start(self, config: RunConfig, start_epoch: int) -> None:
         """Called once, after data and model are ready (start_epoch > 0 when resuming)."""
@@ -92,14 +98,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def autocast_dtype(config: RunConfig, device: torch.device) -> torch.dtype | None:
-    """bf16 on CUDA by default, fp32 on CPU unless bf16 is asked for explicitly."""
-    precision = config.train.precision
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.bfloat16
-    return None
-
-
 class Trainer:
     """Pretrain a SimCLR model for ``config`` and evaluate it; state lives in ``run_dir``."""
 
@@ -115,9 +113,9 @@ class Trainer:
         self.dist = distributed.env_info()
         self.callbacks = list(callbacks) if self.dist.is_main else []  # rank 0 logs for the group
         self.device = distributed.join(self.dist, resolve_device(config.train.device))
-        self.amp_dtype = autocast_dtype(config, self.device)
-        cl = config.train.channels_last
-        self.channels_last = self.device.type == "cuda" if cl is None else cl
+        self.numerics = resolve_numerics(config.train.precision, config.train.channels_last, self.device)
+        self.amp_dtype = self.numerics.autocast_dtype
+        self.channels_last = self.numerics.channels_last
         self.splits = splits if splits is not None else load_dataset(config.data, seed=config.train.seed)
         self._check_batch()
         self.torchvision_loader: TorchvisionLoader | None = None
@@ -206,6 +204,7 @@ class Trainer:
             "data_rng": self.data_gen.get_state(),
             "aug_rng": self.aug_gen.get_state(),
             "history": json.dumps(self.history),
+            "numerics": self.numerics.describe(),
         }
 
     def save_checkpoint(self, epoch: int) -> None:
@@ -242,6 +241,11 @@ class Trainer:
         self.aug_gen.set_state(state["aug_rng"])
         self.history = json.loads(state["history"])
         self.start_epoch = int(state["epoch"]) + 1
+        saved = state.get("numerics")
+        if self.dist.is_main and saved is not None and saved != self.numerics.describe():
+            print(f"warning: {path} was written under {saved}; continuing under {self.numerics.describe()}, "
+                  "so the result will not equal an uninterrupted run (set train.precision and "
+                  "train.channels_last explicitly to keep them across machines)", file=sys.stderr)
         return True
 
     def _check_same_config(self, saved: dict[str, Any], path: Path) -> None:
@@ -330,6 +334,10 @@ class Trainer:
             "epoch_time_s": elapsed,
         }
 
+    def run_info(self) -> dict[str, str]:
+        """What this run really uses: resolved device, its model name, numerics (see Callback.on_run_info)."""
+        return {"device": str(self.device), "device_name": device_name(self.device), **self.numerics.as_tags()}
+
     def evaluate(self, linear: bool) -> list[Accuracy]:
         """Evaluate the current encoder: kNN, plus linear evaluation when ``linear``."""
         s = self.splits
@@ -388,6 +396,10 @@ class Trainer:
         """Train (continuing from the run directory's checkpoint when ``resume``), then evaluate."""
         if resume:
             self.try_resume()
+        info = self.run_info()
+        if self.dist.is_main:
+            print(f"device {info['device']} ({info['device_name']}), {info['numerics']}", file=sys.stderr)
+        self._call_back("on_run_info", info)
         self._call_back("on_train_start", self.config, self.start_epoch)
         started = time.perf_counter()
         epochs = self.config.train.epochs

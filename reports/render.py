@@ -112,6 +112,8 @@ def environment(df: pd.DataFrame, info: StudyInfo) -> dict[str, str]:
             pass
     devices = sorted({d for d in df.get("device", pd.Series(dtype=str)).dropna() if d})
     env["device (trials)"] = ", ".join(devices) or "unknown"
+    numerics = sorted({n for n in df.get("numerics", pd.Series(dtype=str)).dropna() if n})
+    env["numerics (trials)"] = "; ".join(numerics) or "unknown"
     commits = sorted({c for c in df.get("git_commit", pd.Series(dtype=str)).dropna() if c} | (
         {info.git_commit} if info.git_commit else set()))
     env["git commit"] = ", ".join(commits) or "unknown"

@@ -61,7 +61,8 @@ def load_trials(tracking_uri: str, study_name: str) -> pd.DataFrame:
             point=tags.get("point", run.info.run_id),
             run_id=run.info.run_id,
             start_time=run.info.start_time,
-            device=tags.get("device", ""),
+            device=_device_text(tags),
+            numerics=tags.get("numerics", ""),
             git_commit=tags.get("git_commit", ""),
         )
         row.update(run.data.metrics)
@@ -73,6 +74,12 @@ def load_trials(tracking_uri: str, study_name: str) -> pd.DataFrame:
     df = df.sort_values(["_rank", "start_time"], ascending=[True, False]).drop_duplicates("point")
     df["status"] = df["status"].str.lower()
     return df.drop(columns=["_rank"]).sort_values("trial").reset_index(drop=True)
+
+
+def _device_text(tags: dict[str, str]) -> str:
+    """'cpu (AMD EPYC)' from the resolved device tags a trial logs at its start ('' if none)."""
+    device, name = tags.get("device", ""), tags.get("device_name", "")
+    return f"{device} ({name})" if device and name else device
 
 
 def axis_columns(df: pd.DataFrame) -> list[str]:

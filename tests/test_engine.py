@@ -17,8 +17,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 from core import checkpoint
+from core.numerics import device_name, resolve_numerics
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
@@ -147,6 +149,10 @@ def test_run_prints_table_logs_to_mlflow_and_rerun_skips_everything(tmp_path):
         assert run.data.params["loss.temperature"] in ("0.2", "0.5")
         assert run.data.tags["mlflow.parentRunId"]
         assert {"study", "trial", "git_commit", "axis.loss.temperature", "axis.augment.ops"} <= set(run.data.tags)
+        # what really ran, resolved from train.device 'auto' and train.precision 'auto'
+        auto = resolve_numerics("auto", None, torch.device("cpu"))
+        assert run.data.tags["device"] == "cpu" and run.data.tags["device_name"] == device_name(torch.device("cpu"))
+        assert run.data.tags["numerics"] == auto.describe() and run.data.tags["numerics.precision"] == auto.precision
         # the table shows what MLflow holds, to two decimals
         temp, ops = run.data.params["loss.temperature"], "+".join(json.loads(run.data.params["augment.ops"]))
         rows = [[c.strip() for c in line.strip("|").split("|")] for line in table_lines(table)[2:]]

@@ -33,7 +33,7 @@ data: {source: synthetic, synthetic: {num_classes: 4, train_size: 256, test_size
 model: {encoder: resnet_small, width: 8, head_dim: 32}
 augment: {ops: [crop, color], color: {strength: 1.0}}
 optim: {name: lars, lr: 1.0, warmup_epochs: 1}
-train: {epochs: 6, batch_size: 64, seed: 1, progress: false, log_every: 1, device: cpu}
+train: {epochs: 6, batch_size: 64, seed: 1, progress: false, log_every: 1, device: cpu, precision: fp32, channels_last: false}
 eval: {knn_k: 20, linear_epochs: 5, linear_batch_size: 64, batch_size: 256}
 """
 
