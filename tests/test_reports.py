@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from mlflow import MlflowClient
 
+from core.numerics import device_name, resolve_numerics
 from reports import reference
 from reports.layouts import build
 from reports.render import StudyInfo, write_report
@@ -330,6 +332,10 @@ def test_report_by_name_rebuilds_the_same_report_from_mlflow(real_study):
     html = (folder / "reports_out" / "tinytemp" / "report.html").read_text()
     assert "python -m ablations report tinytemp" in html and "name: tinytemp" in html
     assert "git commit" in html and "torch" in html
+    # how it was made: the device and numerics the trials resolved, not the config's "auto"
+    auto = resolve_numerics("auto", None, torch.device("cpu"))
+    assert f"<th>device (trials)</th><td>cpu ({device_name(torch.device('cpu'))})</td>" in html
+    assert f"<th>numerics (trials)</th><td>{auto.describe()}</td>" in html
 
 
 @pytest.mark.slow
