@@ -137,34 +137,6 @@ def versions() -> dict[str, str | None]:
 
 
 # ---------------------------------------------------------------------------------------- augmentation
-STEADY_MMAP_THRESHOLD = 32 * 2**20  # glibc's largest (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit)
-
-
-def steady_host_allocator() -> str:
-    """Keep glibc from handing each batch's buffers back to the OS, as it already does in training.
-
-    glibc serves an allocation at or above its mmap threshold with a fresh mmap and gives it back
-    on free; the threshold only rises past a size once a larger block has been freed. In training
-    the model's activations raise it above the augmentation's buffers within the first step, but a
-    process that only augments keeps its buffers at the threshold: each batch of 512 then page-faults
-    ~7,000 fresh pages (measured 2026-11-26: 27 ms a batch instead of 18.5, zero faults after a
-    kornia call, whose larger buffers raise the threshold). That made the augmentation's speed-up
-    depend on whether kornia happened to be installed. Fixing the thresholds (mallopt) measures the
-    pipeline as it runs in training. Returns what was done, for the record."""
-    import ctypes
-    import ctypes.util
-
-    if not sys.platform.startswith("linux"):
-        return "default (not glibc)"
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-        ok = libc.mallopt(m_mmap_threshold, STEADY_MMAP_THRESHOLD) == 1 and libc.mallopt(m_trim_threshold, 2**30) == 1
-    except (OSError, AttributeError):
-        return "default (no mallopt)"
-    return "glibc mmap threshold 32 MiB, trim threshold 1 GiB (as in training)" if ok else "default (mallopt refused)"
-
-
 def _kornia_pipeline(cfg: Any, size: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
     try:
         import kornia.augmentation as K
@@ -482,6 +454,7 @@ def run_bench(
     numerics_rounds: int = 5,
 ) -> dict[str, Any]:
     """Every measurement, as one JSON-ready dict."""
+    from core.hostmem import keep_freed_memory
     from core.trainer import resolve_device
 
     dev = resolve_device(device)
@@ -495,7 +468,9 @@ def run_bench(
     if per_image_count is None:
         per_image_count = 128 if quick else 512
     started = time.perf_counter()
-    allocator = steady_host_allocator()
+    # as the command line does at start; the augmentation-only process otherwise page-faults every
+    # batch, as training does not (core.hostmem), and kornia running first hid that
+    allocator = keep_freed_memory()
     notes = []
     if batch_size != 512:
         notes.append(f"end-to-end batch {batch_size}, not 512 (--quick on CPU); s/epoch scales accordingly")

@@ -15,6 +15,7 @@ from pathlib import Path
 from ablations.runconfig_file import config_digest, load_run_config
 from ablations.summary import format_result
 from ablations.yamlfile import ConfigFileError, parse_assignments
+from core.hostmem import keep_freed_memory
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -135,6 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     # MLflow draws a progress bar for every small artifact it reads back (the study file): noise here
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    keep_freed_memory()  # CPU steps stop page-faulting their buffers afresh (core.hostmem)
     args = build_parser().parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]  # the command as given, for records
     return int(args.func(args))
