@@ -149,6 +149,11 @@ class CrossRankBatchNorm(nn.modules.batchnorm._BatchNorm):
             return super().forward(x)
         from torch.distributed.nn.functional import all_reduce
 
+        dtype = x.dtype
+        # statistics and normalisation in fp32 under bf16 autocast, as torch's own BatchNorm does
+        # (a bf16 sum over a batch's pixels loses the statistics, and lerp_ into the fp32 running
+        # buffers refuses bf16); the output goes back to the input's dtype
+        x = x.float()
         c = x.shape[1]
         dims = [0, *range(2, x.dim())]
         shape = (1, c) + (1,) * (x.dim() - 2)
@@ -170,7 +175,7 @@ class CrossRankBatchNorm(nn.modules.batchnorm._BatchNorm):
         y = centred * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y
+        return y.to(dtype)
 
 
 def convert_global_bn(module: nn.Module, device_type: str) -> nn.Module:
