@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import threading
 import time
 import traceback
@@ -436,7 +437,8 @@ def run_trial(
     try:
         result = _train_and_finish(opt, trial, config, run_dir, client, run_id, options, study, devices)
     except optuna.TrialPruned as exc:
-        tracking.finish_run(client, run_id, "KILLED", f"pruned: {exc}")
+        at = re.search(r"pruned at epoch (\d+)", str(exc))  # PruningCallback's message, also via torchrun
+        tracking.finish_run(client, run_id, "KILLED", f"pruned: {exc}", pruned_epoch=int(at.group(1)) if at else 0)
         opt.tell(trial, state=TrialState.PRUNED)
         report.pruned.append(trial.number)
         return

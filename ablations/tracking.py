@@ -332,10 +332,17 @@ class RunLog:
             pause = self.pause_s
 
 
-def finish_run(client: MlflowClient, run_id: str, status: str, reason: str | None = None) -> None:
-    """Set the terminal status (FINISHED, FAILED, KILLED) and, when failed, the reason as a tag."""
+def finish_run(
+    client: MlflowClient, run_id: str, status: str, reason: str | None = None, pruned_epoch: int | None = None
+) -> None:
+    """Set the terminal status (FINISHED, FAILED, KILLED) and, when failed, the reason as a tag.
+
+    A pruned trial ends KILLED (MLflow has no pruned state) with ``ablations.status`` "pruned" and
+    ``pruned_epoch``, so tables and reports can tell it from a trial someone killed."""
     tags = [RunTag("failure_reason", reason[:5000])] if reason else []
-    tags.append(RunTag("ablations.status", status.lower()))
+    tags.append(RunTag("ablations.status", "pruned" if pruned_epoch is not None else status.lower()))
+    if pruned_epoch is not None:
+        tags.append(RunTag("pruned_epoch", str(pruned_epoch)))
     client.log_batch(run_id, tags=tags)
     client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.from_string(status)))
 

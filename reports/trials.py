@@ -34,7 +34,7 @@ def load_trials(tracking_uri: str, study_name: str) -> pd.DataFrame:
     """Every trial run of ``study_name``: the latest attempt per point, finished attempts first.
 
     Columns: one per varied axis (dotted path), ``seed``, ``status`` (finished / failed / killed /
-    running), ``failure_reason``, ``trial``, ``point``, ``run_id`` and one per final metric.
+    running / pruned (epoch k)), ``failure_reason``, ``trial``, ``point``, ``run_id`` and one per final metric.
     """
     client = MlflowClient(tracking_uri=tracking_uri)
     exp = client.get_experiment_by_name(study_name)
@@ -61,6 +61,7 @@ def load_trials(tracking_uri: str, study_name: str) -> pd.DataFrame:
             point=tags.get("point", run.info.run_id),
             run_id=run.info.run_id,
             start_time=run.info.start_time,
+            pruned_epoch=tags.get("pruned_epoch") if tags.get("ablations.status") == "pruned" else None,
             device=_device_text(tags),
             numerics=tags.get("numerics", ""),
             git_commit=tags.get("git_commit", ""),
@@ -73,6 +74,10 @@ def load_trials(tracking_uri: str, study_name: str) -> pd.DataFrame:
     df["_rank"] = df["status"].map(STATUS_ORDER).fillna(9)
     df = df.sort_values(["_rank", "start_time"], ascending=[True, False]).drop_duplicates("point")
     df["status"] = df["status"].str.lower()
+    # a pruned trial is not a killed one: "pruned (epoch k)"
+    pruned = df["pruned_epoch"].notna()
+    df.loc[pruned, "status"] = "pruned (epoch " + df.loc[pruned, "pruned_epoch"].astype(str) + ")"
+    df = df.drop(columns=["pruned_epoch"])
     return df.drop(columns=["_rank"]).sort_values("trial").reset_index(drop=True)
 
 

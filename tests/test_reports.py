@@ -358,3 +358,27 @@ def test_report_html_renders_with_its_figures_in_headless_chromium(real_study, t
     subprocess.run([*common, f"--screenshot={shot}", "--window-size=1200,2000", page.as_uri()],
                    capture_output=True, text=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def test_a_pruned_trial_reads_pruned_not_killed(tmp_path):
+    """The median pruner's stop ends the MLflow run KILLED (MLflow has no pruned state); tables and
+    reports must say "pruned (epoch k)", not "killed", which reads as a crash."""
+    from ablations import tracking
+    from reports.trials import load_trials
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("search")
+    parent = tracking.create_parent_run(client, exp, "search", {})
+    for number, how in enumerate(("pruned", "killed", "finished")):
+        run = tracking.create_trial_run(client, exp, parent, f"{number}", {"trial": str(number), "point": f"p{number}", "axis.loss.temperature": str(0.1 * (number + 1))})
+        if how == "pruned":
+            tracking.finish_run(client, run, "KILLED", "pruned: pruned at epoch 3 (kNN top-1 20.00)", pruned_epoch=3)
+        elif how == "killed":
+            tracking.finish_run(client, run, "KILLED", "interrupted")
+        else:
+            client.log_metric(run, "linear_top1", 50.0)
+            tracking.finish_run(client, run, "FINISHED")
+    df = load_trials(uri, "search")
+    assert df.set_index("trial")["status"].to_dict() == {0: "pruned (epoch 3)", 1: "killed", 2: "finished"}
+    assert "pruned_epoch" not in df.columns
