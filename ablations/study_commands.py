@@ -242,7 +242,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigFileError as exc:
         return _bad(str(exc))
     # imported only now: bad input is reported without loading torch, MLflow and Optuna
-    from ablations.engine import EngineOptions, StudyMismatch, work
+    from ablations.engine import PARENT_RUN, EngineOptions, StudyMismatch, load_or_create, make_storage, work
+    from ablations.study_status import close_study_run, mark_running
     from ablations.parallel import assign_devices, run_workers
     from ablations.tracking import TrackingError, connect
     name = study_name(study, args)
@@ -270,21 +271,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     started_at = time.time()
     overrides = parse_assignments(args.overrides)
+    client = connect(tracking_uri)
+    opt, parent = None, None
     try:
+        opt = load_or_create(study, name, make_storage(storage_url, options, client), client)
+        parent = opt.user_attrs[PARENT_RUN]
+        mark_running(client, parent, study.description)
         if args.workers == 1:
             reports = [work(study, name, options, started_at)]
         else:
-            from ablations.engine import load_or_create, make_storage
-
-            client = connect(tracking_uri)
-            load_or_create(study, name, make_storage(storage_url, options, client), client)
             reports = run_workers(args.study, overrides, args.scale, name, options, devices, args.workers, started_at)
     except StudyMismatch as exc:
         return _bad(str(exc))
     except KeyboardInterrupt:
         print("\ninterrupted: the running trial keeps its last checkpoint; run the same command to resume",
               file=sys.stderr)
+        if opt is not None and parent is not None:
+            try:
+                close_study_run(client, opt, parent, interrupted=True)
+            except Exception as exc:  # the store may be what was interrupted; the next run sets it again
+                print(f"warning: could not mark the study's MLflow run KILLED: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    close_study_run(client, opt, parent, interrupted=False)
     completed = sum(len(r.completed) for r in reports)
     failed = [f for r in reports for f in r.failed]
     pruned = sum(len(r.pruned) for r in reports)

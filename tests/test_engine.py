@@ -302,3 +302,47 @@ def test_mlflow_server_serves_the_study_over_rest(tmp_path, mlflow_server):
     assert len(trials) == 4 and {r["info"]["status"] for r in trials} == {"FINISHED"}
     assert all(any(m["key"] == "linear_top1" for m in r["data"]["metrics"]) for r in trials)
     assert len(runs) == 5  # and the study's parent run
+
+
+def study_run(folder: Path, name: str = "tiny"):
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(name)
+    (run,) = client.search_runs([exp.experiment_id], filter_string="tags.`ablations.role` = 'study'")
+    return run
+
+
+@pytest.mark.slow
+def test_the_study_run_is_finished_once_every_trial_ended_and_running_while_some_wait(tmp_path):
+    study = write_study(tmp_path)
+    part = cli(tmp_path, "run", str(study), "--max-trials", "2", "--no-progress")
+    assert part.returncode == 0, part.stderr
+    run = study_run(tmp_path)
+    # two of four points done: the study is still open, and says so
+    assert run.info.status == "RUNNING" and run.info.end_time in (None, 0)
+    assert run.data.metrics["trials_finished"] == 2 and run.data.metrics["trials_open"] == 2
+    assert run.data.tags["mlflow.note.content"] == "A 2x2 grid on synthetic stripes, for tests."
+
+    rest = cli(tmp_path, "run", str(study), "--no-progress")
+    assert rest.returncode == 0, rest.stderr
+    run = study_run(tmp_path)
+    assert run.info.status == "FINISHED" and run.info.end_time
+    assert run.data.metrics["trials_finished"] == 4 and run.data.metrics["trials_open"] == 0
+    assert run.data.metrics["trials_failed"] == 0 and run.data.metrics["trials_pruned"] == 0
+    values = [r.data.metrics["linear_top1"] for r in trial_runs(tmp_path)]
+    assert run.data.metrics["best_value"] == pytest.approx(max(values))
+
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_the_study_run_killed(tmp_path):
+    study = one_point_study(tmp_path, epochs=40)
+    proc = popen(tmp_path, "run", str(study), "--no-progress", log=tmp_path / "log.txt")
+    try:
+        wait_for_epoch(tmp_path, 1)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 130, (tmp_path / "log.txt").read_text()[-2000:]
+    finally:
+        proc.kill()
+    run = study_run(tmp_path)
+    assert run.info.status == "KILLED", (tmp_path / "log.txt").read_text()[-2000:]
+    assert "trials_open" in run.data.metrics  # the summary was logged before it was closed
