@@ -335,7 +335,7 @@ def test_the_study_run_is_finished_once_every_trial_ended_and_running_while_some
 
 @pytest.mark.slow
 def test_ctrl_c_leaves_the_study_run_killed(tmp_path):
-    study = one_point_study(tmp_path, epochs=40)
+    study = one_point_study(tmp_path, epochs=1000)  # far longer than the test: Ctrl-C comes mid-trial
     proc = popen(tmp_path, "run", str(study), "--no-progress", log=tmp_path / "log.txt")
     try:
         wait_for_epoch(tmp_path, 1)
