@@ -330,5 +330,3 @@ def test_the_study_run_is_finished_once_every_trial_ended_and_running_while_some
     assert run.data.metrics["trials_failed"] == 0 and run.data.metrics["trials_pruned"] == 0
     values = [r.data.metrics["linear_top1"] for r in trial_runs(tmp_path)]
     assert run.data.metrics["best_value"] == pytest.approx(max(values))
-
-
