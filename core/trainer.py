@@ -114,8 +114,6 @@ class Trainer:
         self.callbacks = list(callbacks) if self.dist.is_main else []  # rank 0 logs for the group
         self.device = distributed.join(self.dist, resolve_device(config.train.device))
         self.numerics = resolve_numerics(config.train.precision, config.train.channels_last, self.device)
-        self.amp_dtype = self.numerics.autocast_dtype
-        self.channels_last = self.numerics.channels_last
         self.splits = splits if splits is not None else load_dataset(config.data, seed=config.train.seed)
         self._check_batch()
         self.torchvision_loader: TorchvisionLoader | None = None
@@ -147,6 +145,14 @@ class Trainer:
         self._deferred_failure: BaseException | None = None
 
     # ------------------------------------------------------------------ setup
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        return self.numerics.autocast_dtype
+
+    @property
+    def channels_last(self) -> bool:
+        return self.numerics.channels_last
+
     def _check_batch(self) -> None:
         n, b = self.splits.pretrain.shape[0], self.config.train.batch_size
         if n < b:
@@ -204,7 +210,8 @@ class Trainer:
             "data_rng": self.data_gen.get_state(),
             "aug_rng": self.aug_gen.get_state(),
             "history": json.dumps(self.history),
-            "numerics": self.numerics.describe(),
+            "numerics": {"precision": self.numerics.precision, "channels_last": self.numerics.channels_last,
+                         "text": self.numerics.describe()},
         }
 
     def save_checkpoint(self, epoch: int) -> None:
@@ -242,8 +249,10 @@ class Trainer:
         self.history = json.loads(state["history"])
         self.start_epoch = int(state["epoch"]) + 1
         saved = state.get("numerics")
-        if self.dist.is_main and saved is not None and saved != self.numerics.describe():
-            print(f"warning: {path} was written under {saved}; continuing under {self.numerics.describe()}, "
+        now = {"precision": self.numerics.precision, "channels_last": self.numerics.channels_last}
+        # the numerics, not their wording: bf16 chosen for AMX on one machine and AVX512_BF16 on another is the same
+        if self.dist.is_main and saved is not None and {k: saved[k] for k in now} != now:
+            print(f"warning: {path} was written under {saved['text']}; continuing under {self.numerics.describe()}, "
                   "so the result will not equal an uninterrupted run (set train.precision and "
                   "train.channels_last explicitly to keep them across machines)", file=sys.stderr)
         return True

@@ -84,3 +84,16 @@ def test_bf16_lands_in_the_fp32_knn_band(tmp_path):
     a, b = fp32.metrics["knn_top1"], bf16.metrics["knn_top1"]
     assert a > 50 and b > 50, (a, b)
     assert abs(a - b) <= 10, (a, b)
+
+
+def test_a_resume_warns_only_when_the_numerics_differ(monkeypatch, tmp_path, capsys):
+    config = tiny_config(**{"train.epochs": 2, "eval.linear": False, "eval.knn_every": 0})
+    monkeypatch.setattr(numerics, "cpu_bf16_support", lambda: "AVX512_BF16")
+    first = Trainer(config, tmp_path)
+    first.save_checkpoint(0)
+    monkeypatch.setattr(numerics, "cpu_bf16_support", lambda: "AMX")  # other wording, same numerics
+    assert Trainer(config, tmp_path).try_resume()
+    assert "was written under" not in capsys.readouterr().err
+    monkeypatch.setattr(numerics, "cpu_bf16_support", lambda: None)  # a machine without bf16: fp32
+    assert Trainer(config, tmp_path).try_resume()
+    assert "was written under bf16 autocast, channels_last (auto: CPU has AVX512_BF16); continuing under fp32" in capsys.readouterr().err
