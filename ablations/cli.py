@@ -12,6 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from ablations.data_option import add_data_option, data_overrides
 from ablations.runconfig_file import config_digest, load_run_config
 from ablations.summary import format_result
 from ablations.yamlfile import ConfigFileError, parse_assignments
@@ -58,6 +59,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument("config", nargs="?", type=Path, help="run config YAML (sections: data, augment, model, loss, optim, train, eval)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one field by dotted path (repeatable)")
+    add_data_option(p)
     p.add_argument("--run-dir", type=Path, help="where checkpoint and result go (default: runs/train/<config name>-<config hash>)")
     p.add_argument("--fresh", action="store_true", help="discard an existing checkpoint in the run directory and start over")
     p.add_argument("--json", dest="json_out", type=Path, help="also write the final metrics to this JSON file")
@@ -87,7 +89,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from core.trainer import TrainingDiverged, resolve_device, train
 
     try:
-        config = load_run_config(args.config, parse_assignments(args.overrides))
+        overrides = parse_assignments(args.overrides)
+        config = load_run_config(args.config, overrides)
+        data = config.data
+        resolved = data_overrides(args.data, overrides, data.source, "root" in data.model_fields_set)
+        if resolved is not overrides:
+            config = load_run_config(args.config, resolved)
     except ConfigFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -59,6 +59,7 @@ FINGERPRINT = "fingerprint"
 PARENT_RUN = "mlflow_parent_run_id"
 READY = "ready"
 _NEUTRAL_TRAIN = {"progress", "log_every", "device", "checkpoint"}
+_NEUTRAL_DATA = {"root", "download", "cache_dir"}  # where the data lives, not which data: moving it keeps the study
 
 
 class StudyMismatch(ValueError):
@@ -93,9 +94,10 @@ class WorkerReport:
 
 # ---------------------------------------------------------------------- opening the study
 def fingerprint(study: Study) -> str:
-    """Hash of everything that decides the trials' results; progress bars and devices excluded."""
+    """Hash of everything that decides the trials' results; progress bars, devices and data paths excluded."""
     base = study.base.model_dump(mode="json")
     base["train"] = {k: v for k, v in base["train"].items() if k not in _NEUTRAL_TRAIN}
+    base["data"] = {k: v for k, v in base["data"].items() if k not in _NEUTRAL_DATA}
     axes = {
         "base": base,
         "grid": study.grid,

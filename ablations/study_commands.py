@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ablations.data_option import add_data_option, data_overrides
+from ablations.preflight import check_data, check_study_devices, trial_configs
 from ablations.yamlfile import ConfigFileError, parse_assignments
 
 EXIT_BAD_INPUT = 2
@@ -36,6 +38,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a base run-config field by dotted path, e.g. train.epochs=5 (repeatable)")
     p.add_argument("--scale", help="a named variant from the study's `scales:` section, e.g. quick")
+    add_data_option(p)
     p.add_argument("--name", help="the study's name in Optuna and MLflow (default: its `name`, plus -SCALE)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///optuna.db beside the MLflow store)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLflow's default, sqlite:///mlflow.db here)")
@@ -98,28 +101,17 @@ def _uris(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _load(args: argparse.Namespace) -> Any:
+    """The study with ``--set`` and ``--data`` applied; ``args.resolved_overrides`` holds both, for workers."""
     from ablations.study import load_study
 
-    return load_study(args.study, parse_assignments(args.overrides), args.scale)
-
-
-def check_data_roots(study: Any) -> None:
-    """Fail before anything is written when a trial's data root does not exist (and is not downloaded)."""
-    from ablations.study import points, trial_config
-
-    configs = [study.base] + [trial_config(study, p.params, p.seed) for p in points(study)]
-    for config in configs:
-        data = config.data
-        if data.source == "synthetic" or data.download or data.root is None:
-            continue
-        root = data.root.expanduser()
-        if not root.exists():
-            where = f"{study.source}: " if study.source else ""
-            raise ConfigFileError(
-                f"{where}data.root {data.root} does not exist (source {data.source}; resolved against "
-                f"{Path.cwd()}). Point it at your data with --set data.root=PATH"
-                + (" or set data.download: true" if data.source in ("cifar10", "cifar100", "stl10") else "")
-            )
+    overrides = parse_assignments(args.overrides)
+    study = load_study(args.study, overrides, args.scale)
+    data = study.base.data
+    resolved = data_overrides(args.data, overrides, data.source, "root" in data.model_fields_set)
+    if resolved is not overrides:
+        study = load_study(args.study, resolved, args.scale)
+    args.resolved_overrides = resolved
+    return study
 
 
 def configure_logging(prefix: str = "") -> None:
@@ -233,15 +225,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         study = _load(args)
         if args.workers < 1:
             raise ConfigFileError(f"--workers {args.workers}: expected a whole number >= 1")
-        check_data_roots(study)
         if args.grace_period < 2:
             raise ConfigFileError(f"--grace-period {args.grace_period}: expected at least 2 seconds")
         if args.max_trials is not None and args.max_trials < 1:
             raise ConfigFileError(f"--max-trials {args.max_trials}: expected a whole number >= 1")
         check_writable_folder(args.runs_dir, "--runs-dir")
+        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+        check_study_devices(study, devices)
+        check_data(trial_configs(study), where=f"{study.source}: ")
     except ConfigFileError as exc:
         return _bad(str(exc))
-    # imported only now: bad input is reported without loading torch, MLflow and Optuna
+    # imported only now: bad input is reported without loading MLflow and Optuna
     from ablations.engine import PARENT_RUN, EngineOptions, StudyMismatch, load_or_create, make_storage, work
     from ablations.study_status import close_study_run, mark_running
     from ablations.parallel import assign_devices, run_workers
@@ -257,7 +251,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     except TrackingError as exc:
         return _bad(str(exc))
     configure_logging()
-    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
     options = EngineOptions(
         storage=storage_url,
         tracking_uri=tracking_uri,
@@ -270,13 +263,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         grace_period=args.grace_period,
     )
     started_at = time.time()
-    overrides = parse_assignments(args.overrides)
+    overrides = args.resolved_overrides
     client = connect(tracking_uri)
     opt, parent = None, None
     try:
         opt = load_or_create(study, name, make_storage(storage_url, options, client), client)
         parent = opt.user_attrs[PARENT_RUN]
-        mark_running(client, parent, study.description)
+        mark_running(client, parent, study)
         if args.workers == 1:
             reports = [work(study, name, options, started_at)]
         else:
@@ -319,8 +312,22 @@ def cmd_report(args: argparse.Namespace) -> int:
         metric = args.metric or study.metric
     else:
         name = args.name or args.study
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///"):]).exists():
+        return _bad(f"study '{name}': no MLflow store at {tracking_uri} (run the study first, or give --tracking-uri)")
     try:
         connect(tracking_uri)
     except TrackingError as exc:
         return _bad(str(exc))
+    from reports.trials import load_trials
+
+    if load_trials(tracking_uri, name).empty:
+        return _bad(f"study '{name}': no trials in MLflow at {tracking_uri} (names there: {', '.join(_study_names(tracking_uri)) or 'none'})")
     return print_table(tracking_uri, name, metric)
+
+
+def _study_names(tracking_uri: str) -> list[str]:
+    """The experiments of an MLflow store, for an error message that shows what could be meant."""
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(tracking_uri)
+    return sorted(e.name for e in client.search_experiments() if e.name != "Default")

@@ -60,7 +60,7 @@ bench() {
 train() {
     on_device
     local started=$SECONDS
-    python3 -m ablations train configs/cifar10_resnet18_200ep.yaml --set "data.root=$tarball" \
+    python3 -m ablations train configs/cifar10_resnet18_200ep.yaml --data "$tarball" \
         --set train.progress=false --run-dir /tmp/run-200ep --json "$out/train-200ep.json" "$@" 2>&1 | tee "$out/train.log"
     echo "wall time $((SECONDS - started)) s" | tee -a "$out/train.log"
 }
@@ -85,7 +85,7 @@ except Exception:
 print(max(1, min(200, int($left / (1.4 * s)))))")
     echo "time left ${left} s: training ${epochs} epochs" | tee "$out/plan.txt"
     local t0=$SECONDS
-    timeout $((left + 30)) python3 -m ablations train configs/cifar10_resnet18_200ep.yaml --set "data.root=$tarball" \
+    timeout $((left + 30)) python3 -m ablations train configs/cifar10_resnet18_200ep.yaml --data "$tarball" \
         --set train.progress=false --set "train.epochs=$epochs" --run-dir /tmp/run-gpu --json "$out/train.json" \
         2>&1 | tee "$out/train.log" || true
     echo "train wall time $((SECONDS - t0)) s" | tee -a "$out/train.log"

@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 import torch
 
@@ -240,9 +241,15 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path)
     assert runs[1e-3].info.status == "FINISHED"
     assert "failed (1)" in out.stdout.split("linear_top1 (%)")[1]
     # a new invocation retries the failed point (once), not the finished one
+    # failed trials do not keep the study open: its MLflow run is FINISHED with the failure counted
+    run = study_run(tmp_path, "div")
+    assert run.info.status == "FINISHED" and run.data.metrics["trials_failed"] == 1
     again = cli(tmp_path, "run", str(study))
     assert "this run: 0 trials finished, 1 failed" in again.stdout
     assert len(trial_runs(tmp_path, "div")) == 3
+    # the rerun added a trial, and left the study's run FINISHED again, with the new count
+    run = study_run(tmp_path, "div")
+    assert run.info.status == "FINISHED" and run.data.metrics["trials_failed"] == 2
 
 
 def test_bad_study_exits_2_naming_file_and_line_and_writes_nothing(tmp_path):
@@ -330,3 +337,10 @@ def test_the_study_run_is_finished_once_every_trial_ended_and_running_while_some
     assert run.data.metrics["trials_failed"] == 0 and run.data.metrics["trials_pruned"] == 0
     values = [r.data.metrics["linear_top1"] for r in trial_runs(tmp_path)]
     assert run.data.metrics["best_value"] == pytest.approx(max(values))
+    # what the study compares, as params; the per-point means as a table beside the report
+    assert run.data.params["axis.loss.temperature"] == "[0.2, 0.5]"
+    assert run.data.params["axis.augment.ops"] == "[[crop], [crop, color]]"
+    assert run.data.params["repeats"] == "1" and run.data.params["metric"] == "linear_top1 (maximize)"
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    summary = pd.read_csv(client.download_artifacts(run.info.run_id, "report/tables/summary.csv", str(tmp_path)))
+    assert len(summary) == 4 and sorted(summary["mean"]) == pytest.approx(sorted(values))  # both in %
