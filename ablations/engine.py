@@ -263,7 +263,11 @@ def requeue_lost(opt: optuna.Study, client: Any) -> None:
         key = t.user_attrs.get("key")
         lost = t.state == TrialState.FAIL and t.number not in retried and DUPLICATE_OF not in t.user_attrs
         if lost and (key is None or key not in done):
-            in_process = "failure_reason" in t.user_attrs  # failed in its worker: retried by the next `run`
+            # Only two things fail a trial: the engine's _fail, which records failure_reason first
+            # (so that retry waits for the next `run`), and Optuna's stale-trial check, which means
+            # the worker really stopped (retried at once). The engine never tells Optuna a value
+            # it would refuse (NoUsableValue), which failed trials without either mark and looped.
+            in_process = "failure_reason" in t.user_attrs
             reason = t.user_attrs.get("failure_reason", STALE)
             log.warning("trial %d failed without a retry (its worker died); enqueueing one", t.number)
             _requeue(opt, t, not_before=time.time() if in_process else 0.0, reason=reason)
@@ -456,7 +460,7 @@ def run_trial(
     except Exception as exc:
         reason = failure_reason(exc)
     else:
-        opt.tell(trial, result.metrics.get(study.metric, math.nan))
+        opt.tell(trial, result.metrics[study.metric])  # finite: _train_and_finish checked it
         report.completed.append(trial.number)
         return
     # out of the except block, so the exception's frames (and the tensors they hold) can be freed
@@ -523,9 +527,17 @@ def _train_and_finish(
             tracking.retrying(lambda: client.log_artifact(run_id, str(checkpoint)), "store the checkpoint", timeout)
         for name, metric in result.metrics.items():
             trial.set_user_attr(f"metric.{name}", metric)
+        value = result.metrics.get(study.metric)
+        if value is None or not math.isfinite(value):
+            raise NoUsableValue(f"the trial ended without a usable {study.metric} ({value}); the study compares {study.metric}")
         _check_still_running(opt, trial)
         tracking.retrying(lambda: tracking.finish_run(client, run_id, "FINISHED"), "mark the run finished", timeout)
     return result
+
+
+class NoUsableValue(ValueError):
+    """Training ended, but the study's metric is missing or not finite: a failed trial, retried once by the next run
+    (Optuna would refuse the value and fail the trial without the engine's bookkeeping)."""
 
 
 class TrialTakenOver(RuntimeError):

@@ -453,7 +453,24 @@ def load_study(path: Path, overrides: dict[str, Any] | None = None, scale: str |
         raise ConfigFileError(_describe(exc, locator)) from None
     _check_axes(study, locator)
     _check_trials(study, locator)
+    _check_metric(study, locator)
     return study
+
+
+def _check_metric(study: Study, locator: _Locator) -> None:
+    """Refuse a metric the trials cannot produce: every trial would end without a value."""
+    if not study.metric.startswith("linear_"):
+        return  # kNN runs at the end of every trial, and the loss is always there
+    configs = [study.base] if study.search is not None else [_build(study.base, p.params, p.seed) for p in points(study)]
+    off = [c for c in configs if not c.eval.linear]
+    if off:
+        where = "the base config" if off[0].eval.linear == study.base.eval.linear else "some points"
+        raise _fail(
+            locator.where(("metric",)),
+            "metric",
+            f"{study.metric} needs the linear evaluation, but eval.linear is false in {where}: "
+            "set eval.linear: true, or compare knn_top1/knn_top5/loss instead",
+        )
 
 
 def _describe(exc: ValidationError, locator: _Locator) -> str:

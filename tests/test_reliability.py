@@ -446,3 +446,31 @@ def test_kill_during_final_evaluation_resumes_without_retraining_to_the_same_res
     assert resumed.data.tags["resumed_from_epoch"] == str(epochs)
     assert "images_per_sec" not in resumed.data.metrics  # no epoch trained again
     assert final_metrics(resumed) == uninterrupted_metrics(tmp_path, study)
+
+
+def test_a_trial_without_a_usable_value_fails_once_and_the_study_ends(tmp_path):
+    # the study compares linear_top1, but its trials never compute it (validation refuses such a
+    # file; built here directly to drive the engine into the case): each trial must fail with its
+    # reason and be retried by the next run only, not re-enqueued and rerun for ever
+    loaded = load_study(write_study(tmp_path, epochs=1))
+    base = loaded.base.model_copy(update={"eval": loaded.base.eval.model_copy(update={"linear": False})})
+    study = loaded.model_copy(update={"base": base})
+    options = EngineOptions(storage=f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                            runs_dir=tmp_path / "runs", progress=False, max_trials=12)
+    report = work(study, "tiny", options)
+    assert report.completed == [] and len(report.failed) == 4  # the 4 points, once each (12 allowed)
+    assert all("without a usable linear_top1" in reason for _, reason in report.failed)
+    states = [t.state for t in optuna_trials(tmp_path)]
+    assert states.count(TrialState.FAIL) == 4 and states.count(TrialState.WAITING) == 4  # retries, for the next run
+    assert {r.info.status for r in trial_runs(tmp_path)} == {"FAILED"}
+
+
+def test_a_metric_the_trials_cannot_produce_is_refused_up_front(tmp_path):
+    study = write_study(tmp_path, extra="metric: linear_top1\n")
+    study.write_text(study.read_text().replace("eval: {", "eval: {linear: false, "))
+    out = cli(tmp_path, "run", str(study))
+    assert out.returncode == 2 and f"{study}:" in out.stderr and "eval.linear" in out.stderr, out.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "optuna.db").exists()
+    knn = write_study(tmp_path, extra="metric: knn_top1\n")
+    knn.write_text(knn.read_text().replace("eval: {", "eval: {linear: false, "))
+    assert cli(tmp_path, "run", str(knn), "--dry-run").returncode == 0
