@@ -123,3 +123,12 @@ def test_workers_opening_a_fresh_database_at_once_all_succeed(postgres):
     outputs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, outputs
     assert all(out.strip().endswith("opened") for out in outputs), outputs
+
+
+@pytest.mark.slow
+def test_racing_claims_on_postgresql_never_take_a_trial_twice(postgres):
+    # PostgreSQL needs no lock of ours: Optuna reads the trial FOR UPDATE and the row lock holds
+    from tests.test_reliability import claims_race
+
+    claimed = claims_race(postgres, trials=200)
+    assert sorted(claimed) == list(range(200)), f"{len(claimed) - len(set(claimed))} double claims"
