@@ -27,6 +27,7 @@ examples:
   python -m ablations run studies/augment_pairs.yaml --scale quick --workers 2
   python -m ablations plan studies/temperature.yaml          # the trials, which are done, the cost
   python -m ablations report quickstart                      # the table again, from MLflow
+  python -m ablations report --from results/cpu/temperature  # a committed report folder, rebuilt without MLflow
   python -m ablations train --set data.source=synthetic      # one run config, no study
   python -m ablations bench --quick                          # data pipeline and training throughput
 

@@ -32,6 +32,19 @@ the same --storage share the trials without running any twice. Results go to MLf
 `mlflow ui` in this folder shows them.
 """
 
+REPORT_EPILOG = """\
+examples:
+  python -m ablations report quickstart                        # from MLflow, by study name
+  python -m ablations report studies/color_strength.yaml --scale cpu
+  python -m ablations report --from results/cpu/temperature    # from a report folder, no MLflow
+  python -m ablations report --from results/cpu/temperature --out /tmp/temperature
+
+With a STUDY the report is rebuilt from MLflow and written to reports_out/NAME/. With --from FOLDER
+it is rebuilt from a folder such a report wrote (summary.json, tables/trials.csv and the study
+file), e.g. one committed under results/; no MLflow store is opened or created, and the command
+and environment recorded there are kept.
+"""
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", type=Path, help="study file (YAML), e.g. studies/quickstart.yaml")
@@ -68,14 +81,20 @@ def add_study_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore
     _common(p)
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("report", help="print a study's comparison table again, from MLflow",
-                       description="Rebuild a study's table from what MLflow holds.")
-    p.add_argument("study", help="a study file or a study name (as shown in MLflow)")
+    p = sub.add_parser("report", help="print a study's comparison table again, from MLflow or a report folder",
+                       description="Rebuild a study's table and report from what MLflow holds, or from a "
+                       "report folder alone (--from).", epilog=REPORT_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("study", nargs="?", metavar="STUDY", help="a study file or a study name (as shown in MLflow); not with --from")
+    p.add_argument("--from", dest="from_dir", type=Path, metavar="FOLDER",
+                   help="rebuild from this report folder (summary.json, tables/trials.csv), without MLflow")
+    p.add_argument("--out", type=Path, metavar="DIR", help="with --from: write the report here (default: FOLDER itself)")
     p.add_argument("--scale", help="with a study file: the scale it was run at")
     p.add_argument("--name", help="the study's name, when it was run with --name")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
-    p.add_argument("--metric", help="metric to tabulate (default: the study's metric, else linear_top1)")
-    p.set_defaults(func=cmd_report)
+    p.add_argument("--metric", help="metric to tabulate (default: the study's metric, else linear_top1; "
+                   "with --from: the one the report was made with)")
+    p.set_defaults(func=cmd_report, report_parser=p)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -295,7 +314,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_report_args(args: argparse.Namespace) -> None:
+    """STUDY or --from, not both; the MLflow options only with STUDY, --out only with --from (argparse exit 2)."""
+    parser: argparse.ArgumentParser = args.report_parser
+    if (args.study is None) == (args.from_dir is None):
+        parser.error("give a STUDY (from MLflow) or --from FOLDER (from a report folder), not both" if args.study
+                     else "give a STUDY (from MLflow) or --from FOLDER (from a report folder)")
+    if args.from_dir is not None:
+        clash = [o for o, v in (("--scale", args.scale), ("--name", args.name), ("--tracking-uri", args.tracking_uri)) if v]
+        if clash:
+            parser.error(f"{', '.join(clash)}: only with a STUDY, not with --from")
+    elif args.out is not None:
+        parser.error("--out: only with --from (a report from MLflow goes to reports_out/NAME/)")
+
+
+def report_from_folder(folder: Path, out: Path | None, metric: str | None) -> int:
+    """``report --from``: the report written again from its folder alone; MLflow is not even imported."""
+    from reports.render import ReportFolderError, rebuild_report
+
+    try:
+        if out is not None:
+            check_writable_folder(out, "--out")
+        elif folder.is_dir():
+            check_writable_folder(folder, "--from")  # written in place
+        rendered = rebuild_report(folder, out, metric)
+    except (ReportFolderError, ConfigFileError) as exc:
+        return _bad(str(exc))
+    if rendered.terminal_text:
+        print(rendered.terminal_text)
+    print(f"\nreport: {rendered.html.resolve()}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    _check_report_args(args)
+    if args.from_dir is not None:
+        return report_from_folder(args.from_dir, args.out, args.metric)
     from ablations.tracking import TrackingError, connect, default_tracking_uri
 
     tracking_uri = args.tracking_uri or default_tracking_uri()

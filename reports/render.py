@@ -1,12 +1,15 @@
 """A study's report: tables (Markdown, HTML, LaTeX), figures (PNG, SVG), verdicts and one ``report.html``.
 
 Everything is rebuilt from MLflow (:func:`reports.trials.load_trials`), written to a folder and
-logged as artifacts (under ``report/``) of the study's parent MLflow run.
+logged as artifacts (under ``report/``) of the study's parent MLflow run. A written folder is enough
+to write the report again (:func:`rebuild_report`, ``report --from``): its trials.csv, summary.json
+and study file hold all the report needs, so a committed folder is rebuilt without MLflow.
 
 Folder layout::
 
     report.html            the whole report (relative links to everything below)
-    summary.json           kind, metric, Spearman rho, verdicts, matched cells (machine-readable)
+    summary.json           kind, metric, Spearman rho, verdicts, matched cells (machine-readable);
+                           also the direction, report config, command and environment it was made with
     tables/main.{md,html,tex}   the paper-layout table; tables/trials.csv one row per trial
     tables/summary.csv     mean/std/n per point; tables/matched.csv our cells beside the paper's
     figures/NAME.{png,svg}
@@ -22,15 +25,17 @@ import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
-from mlflow import MlflowClient
 
 from reports.layouts import KindReport, build
-from reports.trials import ROLE_TAG, aggregate, load_trials
+from reports.trials import ROLE_TAG, aggregate, load_trials, read_trials_csv
 from reports.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 ARTIFACT_PATH = "report"
 PACKAGES = ("torch", "torchvision", "mlflow", "optuna", "pandas", "matplotlib", "seaborn", "numpy")
@@ -88,18 +93,26 @@ def study_info(client: MlflowClient, study_name: str, study: Any | None, metric:
             ymls = [n for n in names if n.endswith((".yaml", ".yml"))]
             if ymls:
                 local = client.download_artifacts(run.info.run_id, ymls[0])
-                info.text = Path(local).read_text(encoding="utf-8")
-                info.file_name = Path(ymls[0]).name
-                data = yaml.safe_load(info.text) or {}
-                info.report_cfg = dict(data.get("report") or {})
-                info.kind = info.report_cfg.get("kind") or ("search" if data.get("search") else "generic")
-                info.metric = data.get("metric") or info.metric
-                info.direction = data.get("direction") or info.direction
-                info.description = data.get("description") or ""
+                info_from_text(Path(local).read_text(encoding="utf-8"), Path(ymls[0]).name, info)
         except Exception:  # a missing or unreadable artifact: the generic layout still works
             pass
     if metric:
         info.metric = metric
+    return info
+
+
+def info_from_text(text: str, file_name: str, info: StudyInfo | None = None) -> StudyInfo:
+    """Kind, metric, direction and report config as the study file's own text says (``extends:`` unresolved)."""
+    info = info or StudyInfo()
+    info.text, info.file_name = text, file_name
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{file_name}: not a study file (expected a mapping)")
+    info.report_cfg = dict(data.get("report") or {})
+    info.kind = info.report_cfg.get("kind") or ("search" if data.get("search") else "generic")
+    info.metric = data.get("metric") or info.metric
+    info.direction = data.get("direction") or info.direction
+    info.description = data.get("description") or ""
     return info
 
 
@@ -232,8 +245,12 @@ def html_page(name: str, rep: KindReport, info: StudyInfo, metric: str, command:
 
 
 # ---------------------------------------------------------------------- entry point
-def write_report(df: pd.DataFrame, name: str, info: StudyInfo, out_dir: Path, command: str) -> RenderedReport:
-    """Build and write every file of the report for an already loaded trial frame (no MLflow logging)."""
+def write_report(df: pd.DataFrame, name: str, info: StudyInfo, out_dir: Path, command: str,
+                 env: dict[str, str] | None = None) -> RenderedReport:
+    """Build and write every file of the report for an already loaded trial frame (no MLflow logging).
+
+    ``env``: the versions and devices to state; a rebuilt report keeps those it was first made with.
+    """
     import matplotlib.pyplot as plt
 
     metric = info.metric
@@ -263,14 +280,16 @@ def write_report(df: pd.DataFrame, name: str, info: StudyInfo, out_dir: Path, co
             warnings.append(f"figure {fig_spec.name} not drawn: {type(exc).__name__}: {exc}")
     if info.text:
         (out_dir / info.file_name).write_text(info.text, encoding="utf-8")
-    env = environment(df, info)
+    env = dict(env) if env else environment(df, info)
     failed = df[df["status"] == "failed"] if "status" in df else df.iloc[0:0]
     page = html_page(name, rep, info, metric, command, env, figures, summary, failed)
     html_path = out_dir / "report.html"
     html_path.write_text(page, encoding="utf-8")
     rho = rep.rho
     (out_dir / "summary.json").write_text(json.dumps({
-        "study": name, "kind": rep.kind, "metric": metric,
+        "study": name, "kind": rep.kind, "metric": metric, "direction": info.direction,
+        "description": info.description, "report_config": info.report_cfg,
+        "study_file": info.file_name if info.text else None,
         "spearman": rho if rho == rho else None,
         "matched": json.loads(rep.matched.to_json(orient="records")) if len(rep.matched) else [],
         "ours_only": rep.ours_only, "paper_only": rep.paper_only,
@@ -287,6 +306,8 @@ def write_report(df: pd.DataFrame, name: str, info: StudyInfo, out_dir: Path, co
 def render_report(tracking_uri: str, study_name: str, study: Any | None, out_dir: Path, command: str,
                   metric: str | None = None) -> RenderedReport:
     """Write the study's report to ``out_dir`` and log it as artifacts of the study's parent MLflow run."""
+    from mlflow import MlflowClient  # here: rebuild_report needs no MLflow
+
     client = MlflowClient(tracking_uri=tracking_uri)
     df = load_trials(tracking_uri, study_name)
     info = study_info(client, study_name, study, metric)
@@ -303,11 +324,75 @@ def render_report(tracking_uri: str, study_name: str, study: Any | None, out_dir
     return out
 
 
+class ReportFolderError(ValueError):
+    """Not a report folder (or a damaged one): bad input, said in one line naming the file."""
+
+
+FOLDER_EXPECTED = "expected a report folder as `run` or `report` writes it: summary.json, tables/trials.csv"
+
+
+def read_report_folder(folder: Path) -> tuple[pd.DataFrame, str, StudyInfo, dict[str, Any]]:
+    """The trials, study name, study info and recorded summary of a report folder; nothing else is read.
+
+    The recorded summary.json wins over the study file (its metric may come from ``--metric``, its
+    report config from a base file the folder does not hold); the study file fills in the rest.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ReportFolderError(f"{folder}: no such folder ({FOLDER_EXPECTED})")
+    trials_csv, summary_json = folder / "tables" / "trials.csv", folder / "summary.json"
+    for path in (trials_csv, summary_json):
+        if not path.is_file():
+            raise ReportFolderError(f"{path}: not found ({FOLDER_EXPECTED})")
+    try:
+        recorded = json.loads(summary_json.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ReportFolderError(f"{summary_json}: not valid JSON ({exc})") from None
+    if not isinstance(recorded, dict):
+        raise ReportFolderError(f"{summary_json}: expected a JSON object with kind, metric, verdicts")
+    try:
+        df = read_trials_csv(trials_csv)
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' EmptyDataError and ParserError are ValueErrors
+        raise ReportFolderError(f"{trials_csv}: not a trials table ({exc})") from None
+    absent = [c for c in ("trial", "seed", "status") if c not in df.columns]
+    if absent:
+        raise ReportFolderError(f"{trials_csv}: no column {', '.join(absent)} (expected one row per trial)")
+    info = StudyInfo()
+    ymls = sorted(folder.glob("*.y*ml"), key=lambda p: (p.name != "study.yaml", p.name))  # older folders: no study_file
+    path = folder / Path(recorded["study_file"]).name if recorded.get("study_file") else (ymls[0] if ymls else None)
+    if path is not None and path.is_file():
+        try:
+            info_from_text(path.read_text(encoding="utf-8"), path.name, info)
+        except (ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ReportFolderError(f"{path}: not a readable study file ({str(exc).splitlines()[0]})") from None
+    if isinstance(recorded.get("report_config"), dict):
+        info.report_cfg = dict(recorded["report_config"])
+    info.kind = info.report_cfg.get("kind") or recorded.get("kind") or info.kind
+    info.metric = recorded.get("metric") or info.metric
+    info.direction = recorded.get("direction") or info.direction
+    info.description = recorded.get("description") or info.description
+    return df, str(recorded.get("study") or folder.name), info, recorded
+
+
+def rebuild_report(folder: Path, out_dir: Path | None = None, metric: str | None = None) -> RenderedReport:
+    """Write the report of a report folder again, into ``out_dir`` (default: the same folder), without MLflow.
+
+    The command and environment recorded in summary.json are kept: they say how the trials were
+    made, not where the report was redrawn.
+    """
+    df, name, info, recorded = read_report_folder(Path(folder))
+    if metric:
+        info.metric = metric
+    env = recorded.get("environment") if isinstance(recorded.get("environment"), dict) else None
+    return write_report(df, name, info, Path(out_dir or folder), str(recorded.get("command") or default_command()), env)
+
+
 def default_command() -> str:
     return " ".join(["python -m ablations", *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python -m ablations"
 
 
-__all__ = ["RenderedReport", "render_report", "write_report", "study_info", "default_command"]
+__all__ = ["RenderedReport", "ReportFolderError", "rebuild_report", "render_report", "write_report", "study_info",
+           "default_command"]
 
 
 def print_report(tracking_uri: str, name: str, metric: str | None = None, out_root: Path = Path("reports_out")) -> None:

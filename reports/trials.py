@@ -7,13 +7,18 @@ printed after a crash or on another machine says the same as one printed at the 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from mlflow import MlflowClient
 
 ROLE_TAG = "ablations.role"
 STATUS_ORDER = {"FINISHED": 0, "RUNNING": 1, "KILLED": 2, "FAILED": 3}
+STRING_COLUMNS = ("status", "failure_reason", "point", "run_id", "device", "numerics", "git_commit")
+"""Text however it looks: a point key ``1234e56789`` or a commit ``0123456`` must not turn into a number."""
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?inf")
 
 
 def axis_text(value: Any) -> Any:
@@ -36,6 +41,8 @@ def load_trials(tracking_uri: str, study_name: str) -> pd.DataFrame:
     Columns: one per varied axis (dotted path), ``seed``, ``status`` (finished / failed / killed /
     running / pruned (epoch k)), ``failure_reason``, ``trial``, ``point``, ``run_id`` and one per final metric.
     """
+    from mlflow import MlflowClient  # here: a report rebuilt from its folder needs no MLflow
+
     client = MlflowClient(tracking_uri=tracking_uri)
     exp = client.get_experiment_by_name(study_name)
     if exp is None:
@@ -79,6 +86,35 @@ def load_trials(tracking_uri: str, study_name: str) -> pd.DataFrame:
     df.loc[pruned, "status"] = "pruned (epoch " + df.loc[pruned, "pruned_epoch"].astype(str) + ")"
     df = df.drop(columns=["pruned_epoch"])
     return df.drop(columns=["_rank"]).sort_values("trial").reset_index(drop=True)
+
+
+def _cell(value: Any) -> Any:
+    """One CSV cell as :func:`load_trials` had it: True/False, int, float or text (NaN stays NaN)."""
+    if not isinstance(value, str):
+        return value
+    if value in ("True", "False"):
+        return value == "True"
+    if _INT.fullmatch(value):
+        return int(value)
+    return float(value) if _FLOAT.fullmatch(value) else value
+
+
+def read_trials_csv(path: Path | str) -> pd.DataFrame:
+    """A report's ``tables/trials.csv`` back as the frame :func:`load_trials` gave, types included.
+
+    The layouts key cells by value (``float`` temperatures, ``bool`` loss.normalize, ``crop+color``
+    ops), so a rebuilt report must see the same types: booleans and numbers in mixed or partly
+    empty columns are restored cell by cell, the text columns stay text, an empty cell of a text
+    column is ``""`` and of any other column NaN, and floats are read back to the last bit.
+    """
+    exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}  # exact by default from 3
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={c: str for c in STRING_COLUMNS}, **exact)
+    for col in df.columns:
+        if col in STRING_COLUMNS:
+            df[col] = df[col].fillna("")
+        elif not (pd.api.types.is_numeric_dtype(df[col]) or pd.api.types.is_bool_dtype(df[col])):
+            df[col] = pd.Series([_cell(v) for v in df[col]], index=df.index)  # infers the dtype as load_trials did
+    return df
 
 
 def _device_text(tags: dict[str, str]) -> str:

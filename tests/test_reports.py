@@ -22,10 +22,12 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from ablations.cli import main
 from core.numerics import device_name, resolve_numerics
 from reports import reference
 from reports.layouts import build
 from reports.render import StudyInfo, write_report
+from reports.trials import read_trials_csv
 from reports.verdicts import (
     INCONCLUSIVE,
     NOT_REPRODUCED,
@@ -245,6 +247,108 @@ def test_a_study_whose_axes_do_not_fit_its_kind_falls_back_to_generic():
     df = frame({"loss.temperature": [0.1, 0.5]}, lambda p: 50.0)
     rep = build("augment_pairs", df, "linear_top1")
     assert rep.kind == "generic" and "not applicable" in rep.notes[-1]
+
+
+# ---------------------------------------------------------------------- report --from a folder, no MLflow
+def as_loaded(df: pd.DataFrame, metric_nan_status: str = "failed") -> pd.DataFrame:
+    """``df`` with what load_trials adds, including text that looks like numbers and a trial without a value."""
+    n = len(df)
+    df = df.assign(point=[f"{i:04d}e{i:05d}" for i in range(n)],  # a sha256 prefix can read as a float
+                   run_id=[f"{i:032d}" for i in range(n)], start_time=[1_764_000_000_000 + i for i in range(n)],
+                   device="cpu (AMD EPYC 9B14)", numerics="bf16 autocast, channels_last", git_commit="0123456")
+    df.loc[1, ["status", "linear_top1", "failure_reason"]] = [metric_nan_status, np.nan, 'diverged: loss is nan, "step 3"']
+    return df
+
+
+def loaded_frame(kind: str) -> pd.DataFrame:
+    """A color_strength or temperature study's trials as load_trials gives them (ops as text, bools, floats)."""
+    if kind == "color_strength":
+        plain = frame({**STRENGTH, "augment.ops": ["crop+color"]}, lambda p: 50 + 10 * p["augment.color.strength"])
+        blur = frame({"augment.color.strength": [1.0], "augment.ops": ["crop+color+blur"]}, lambda p: 62.0, seed=1)
+        return as_loaded(pd.concat([plain, blur], ignore_index=True).assign(trial=lambda d: range(len(d))))
+    df = frame({"loss.normalize": [True, False], "loss.temperature": [0.05, 0.1, 0.5, 1.0]},
+               lambda p: 70 - 10 * (not p["loss.normalize"]) - abs(p["loss.temperature"] - 0.3) * 5)
+    df["contrastive_acc"] = 80.0 + 5 * (~df["loss.normalize"]) + np.arange(len(df)) / 7
+    return as_loaded(df, "pruned (epoch 3)")
+
+
+@pytest.mark.parametrize("kind", ["color_strength", "temperature"])
+def test_trials_csv_reads_back_as_the_frame_it_was_written_from(tmp_path, kind):
+    df = loaded_frame(kind)
+    df.to_csv(tmp_path / "trials.csv", index=False)
+    pd.testing.assert_frame_equal(read_trials_csv(tmp_path / "trials.csv"), df)  # values, dtypes, NaN, "" alike
+
+
+def test_trials_csv_restores_partly_empty_and_mixed_columns(tmp_path):
+    df = pd.DataFrame({"loss.normalize": [True, None, False], "model.head_dim": [32, None, 128],
+                       "loss.margin": [0.4, "auto", 1], "augment.ops": ["(none)", "crop", "crop+color"],
+                       "model.head": ["none", "None", "linear"], "seed": [0, 1, 2], "status": ["finished", "1e3", ""],
+                       "knn_top1": [float("inf"), np.nan, 1 / 3]})
+    df.to_csv(tmp_path / "trials.csv", index=False)
+    back = read_trials_csv(tmp_path / "trials.csv")
+    assert back["loss.normalize"].tolist()[::2] == [True, False] and back["loss.normalize"].isna().tolist() == [False, True, False]
+    assert back["model.head_dim"].dtype == float and back["loss.margin"].tolist() == [0.4, "auto", 1]
+    assert back["model.head"].tolist() == ["none", "None", "linear"] and back["status"].tolist() == ["finished", "1e3", ""]
+    assert back["augment.ops"].tolist() == df["augment.ops"].tolist() and back["knn_top1"].iloc[2] == 1 / 3
+
+
+@pytest.mark.parametrize("kind", ["color_strength", "temperature"])
+def test_report_from_a_folder_rebuilds_the_same_report_without_mlflow(tmp_path, monkeypatch, capsys, kind):
+    src, out, cwd = tmp_path / "src", tmp_path / "out", tmp_path / "cwd"
+    cwd.mkdir()
+    info = StudyInfo(kind=kind, report_cfg={"kind": kind}, text=f"name: {kind}\nreport: {{kind: {kind}}}\n",
+                     file_name=f"{kind}.yaml")
+    first = write_report(loaded_frame(kind), kind, info, src, f"python -m ablations run studies/{kind}.yaml")
+    assert REPRODUCED in {v.verdict for v in first.report.verdicts} and len(first.report.matched) >= 3
+    monkeypatch.chdir(cwd)
+    assert main(["report", "--from", str(src), "--out", str(out)]) == 0
+    assert f"report: {(out / 'report.html').resolve()}" in capsys.readouterr().out
+    before = json.loads((src / "summary.json").read_text())
+    after = json.loads((out / "summary.json").read_text())
+    assert after == before  # verdicts, matched cells, spearman; command and environment as recorded
+    assert after["kind"] == kind and after["spearman"] is not None and after["verdicts"] and after["matched"]
+    for name in ("tables/trials.csv", "tables/summary.csv", "tables/main.md", "tables/matched.csv", f"{kind}.yaml"):
+        assert (out / name).read_text() == (src / name).read_text(), name
+    assert main(["report", "--from", str(out)]) == 0  # in place, the default
+    assert json.loads((out / "summary.json").read_text()) == before
+    assert list(cwd.iterdir()) == []  # no mlflow.db, mlruns/ or reports_out/
+
+
+def committed_report_folders() -> list[Path]:
+    """Report folders committed under results/cpu/ (any folder holding summary.json or tables/trials.csv)."""
+    return sorted(d for d in (REPO / "results" / "cpu").glob("*/")
+                  if (d / "summary.json").exists() or (d / "tables" / "trials.csv").exists())
+
+
+@pytest.mark.parametrize("folder", committed_report_folders() or [None], ids=lambda d: d.name if d else "none")
+def test_every_committed_report_folder_rebuilds_to_its_own_summary(tmp_path, monkeypatch, folder):
+    if folder is None:
+        pytest.skip("no report folder committed under results/cpu/*/ yet: each one found there is rebuilt "
+                    "with `report --from` and compared with its summary.json")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--from", str(folder), "--out", str(tmp_path / "out")]) == 0
+    want = json.loads((folder / "summary.json").read_text())
+    got = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert {k: got.get(k) for k in want} == want  # fields a newer report adds are not in an older summary
+    assert (tmp_path / "out" / "tables" / "trials.csv").read_text() == (folder / "tables" / "trials.csv").read_text()
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_report_from_a_folder_that_is_not_a_report_exits_2_naming_what_is_missing(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "not-a-report"
+    folder.mkdir()
+    (folder / "summary.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--from", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {folder / 'tables' / 'trials.csv'}: not found") and "expected" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["not-a-report"] and [p.name for p in folder.iterdir()] == ["summary.json"]
+    for argv in (["report"], ["report", "quickstart", "--from", str(folder)], ["report", "quickstart", "--out", "x"],
+                 ["report", "--from", str(folder), "--tracking-uri", "sqlite:///x.db"]):
+        with pytest.raises(SystemExit) as exc:  # argparse's usage error
+            main(argv)
+        assert exc.value.code == 2, argv
+    assert "--from FOLDER" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------- a real study through the CLI
