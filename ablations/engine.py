@@ -462,7 +462,16 @@ def run_trial(
         "device": config.train.device,
         **{f"axis.{k}": tracking.param_value(v) for k, v in params.items()},
     }
-    run_id = _open_run(opt, trial, study, client, exp_id, f"{trial.number}: {label}", config, tags)
+    try:
+        with heartbeat(opt._storage, trial._trial_id, options.heartbeat_interval):  # opening may wait out an outage
+            run_id = _open_run(opt, trial, study, client, exp_id, f"{trial.number}: {label}", config, tags,
+                               options.tracking_timeout_s)
+    except tracking.TrackingError as exc:
+        reason = f"could not open the trial's MLflow run: {exc}"
+        log.error("trial %d failed: %s", trial.number, reason)
+        _fail(opt, trial, client, trial.user_attrs.get("mlflow_run_id"), reason, not_before=time.time())
+        report.failed.append((trial.number, reason))
+        return
     log.info("trial %d: %s", trial.number, label)
     try:
         result = _train_and_finish(opt, trial, config, run_dir, client, run_id, options, study, devices)
@@ -502,14 +511,30 @@ def _open_run(
     run_name: str,
     config: RunConfig,
     tags: dict[str, str],
+    timeout_s: float,
 ) -> str:
     """The trial's MLflow child run, known to its Optuna trial before anything else is logged
-    (so whoever finds the trial dead can mark its run failed)."""
-    run_id = tracking.create_trial_run(client, exp_id, opt.user_attrs[PARENT_RUN], run_name, tags)
+    (so whoever finds the trial dead can mark its run failed).
+
+    Every call is retried with backoff for ``timeout_s`` (a server that blinks while a trial opens
+    is not a failure), then raises ``TrackingError``. A creation that reached the server but whose
+    answer was lost is found again by its study and trial tags instead of being made twice.
+    """
+    parent = opt.user_attrs[PARENT_RUN]
+    attempts = 0
+
+    def create() -> str:
+        nonlocal attempts
+        attempts += 1
+        made = _unrecorded_runs(opt, client, trial) if attempts > 1 else []  # type: ignore[arg-type]  # .number only
+        return made[0] if made else tracking.create_trial_run(client, exp_id, parent, run_name, tags)
+
+    run_id = tracking.retrying(create, "open the trial's run", timeout_s)
     trial.set_user_attr("mlflow_run_id", run_id)
-    tracking.log_config(client, run_id, config)
+    tracking.retrying(lambda: tracking.log_config(client, run_id, config), "log the trial's config", timeout_s)
     if study.source:
-        client.log_text(run_id, study.text, Path(study.source).name)
+        tracking.retrying(lambda: client.log_text(run_id, study.text, Path(study.source).name),
+                          "store the study file", timeout_s)
     return run_id
 
 
@@ -586,15 +611,17 @@ def _release_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _record_failed_run(client: Any, run_id: str, number: int, reason: str) -> None:
+def _record_failed_run(client: Any, run_id: str | None, number: int, reason: str) -> None:
     """Mark the MLflow run failed with its reason; a tracking outage here must not stop the worker."""
+    if run_id is None:
+        return  # the run was never opened
     try:
         tracking.finish_run(client, run_id, "FAILED", reason)
     except Exception:
         log.warning("could not record the failure of trial %d in MLflow", number, exc_info=True)
 
 
-def _fail(opt: optuna.Study, trial: optuna.Trial, client: Any, run_id: str, reason: str, not_before: float) -> None:
+def _fail(opt: optuna.Study, trial: optuna.Trial, client: Any, run_id: str | None, reason: str, not_before: float) -> None:
     _release_gpu_memory()
     _record_failed_run(client, run_id, trial.number, reason)
     trial.set_user_attr("failure_reason", reason)

@@ -9,6 +9,7 @@ tiny synthetic study of tests/test_engine.py.
 from __future__ import annotations
 
 import json
+from functools import partial
 import logging
 import random
 import re
@@ -538,3 +539,32 @@ def test_a_metric_the_trials_cannot_produce_is_refused_up_front(tmp_path):
     knn = write_study(tmp_path, extra="metric: knn_top1\n")
     knn.write_text(knn.read_text().replace("eval: {", "eval: {linear: false, "))
     assert cli(tmp_path, "run", str(knn), "--dry-run").returncode == 0
+
+
+def test_an_outage_while_a_trial_opens_is_waited_out_or_fails_the_trial_cleanly(tmp_path, monkeypatch):
+    study = load_study(write_study(tmp_path, epochs=1))
+    real = MlflowClient.create_run
+    outage = {"left": 2}  # the server refuses the first two attempts, then answers
+
+    def create_run(self, *args, **kwargs):
+        if outage["left"] and "mlflow.parentRunId" in (kwargs.get("tags") or {}):  # a trial's run, not the study's
+            outage["left"] -= 1
+            raise _Unreachable("connection refused")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "create_run", create_run)
+    monkeypatch.setattr(tracking, "retrying", partial(tracking.retrying, pause_s=0.1))
+    options = EngineOptions(storage=f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                            runs_dir=tmp_path / "runs", progress=False, tracking_timeout_s=5, max_trials=1)
+    report = work(study, "tiny", options)
+    assert len(report.completed) == 1 and report.failed == []  # waited out, one run, nothing lost
+    assert [r.info.status for r in trial_runs(tmp_path)] == ["FINISHED"]
+
+    outage["left"] = 10**6  # now it never comes back: the trial fails with its reason, the worker goes on
+    options.tracking_timeout_s, options.max_trials = 1, 2
+    report = work(study, "tiny", options)
+    assert report.completed == [] and len(report.failed) == 2
+    assert all(r.startswith("could not open the trial's MLflow run") and "connection refused" in r for _, r in report.failed)
+    states = [t.state for t in optuna_trials(tmp_path)]
+    assert states.count(TrialState.RUNNING) == 0 and states.count(TrialState.FAIL) == 2  # none left to a grace period
+    assert [r.info.status for r in trial_runs(tmp_path)] == ["FINISHED"]  # no half-made run
