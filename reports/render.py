@@ -8,6 +8,7 @@ and study file hold all the report needs, so a committed folder is rebuilt witho
 Folder layout::
 
     report.html            the whole report (relative links to everything below)
+    report.md              the same as Markdown (tables, verdicts, figures, how it was made)
     summary.json           kind, metric, Spearman rho, verdicts, matched cells (machine-readable);
                            also the direction, report config, command and environment it was made with
     tables/main.{md,html,tex}   the paper-layout table; tables/trials.csv one row per trial
@@ -244,6 +245,35 @@ def html_page(name: str, rep: KindReport, info: StudyInfo, metric: str, command:
     return "\n".join(out)
 
 
+def markdown_page(name: str, rep: KindReport, info: StudyInfo, metric: str, command: str, env: dict[str, str],
+                  figures: list[tuple[str, str]], summary: pd.DataFrame, failed: pd.DataFrame) -> str:
+    """The report as Markdown (``report.md``): what a repository page shows without opening the HTML."""
+    out = [f"# Study {name}", "", info.description.strip(), "",
+           f"Report kind **{rep.kind}**; metric **{metric}** (%), mean ± std over seeds.", "", f"## {rep.title}", ""]
+    if rep.has_paper:
+        out += [f"Paper values: {rep.paper_source}.", ""]
+    out += [_md(rep.main, rep.main_index), ""]
+    out += [f"_{note}_\n" for note in rep.notes]
+    if rep.has_paper or rep.verdicts:
+        lines = verdict_lines(rep)
+        out += ["## Did the paper's findings reproduce?", ""]
+        out += [f"- {line}" for line in lines[: len(lines) - len(rep.verdicts)]]
+        out += [f"- **{v.verdict}**: {v.claim} — {v.detail}" for v in rep.verdicts]
+        out.append("")
+    if len(failed):
+        out += ["### Failed trials", ""] + [f"- trial {int(r['trial'])}: {r['failure_reason']}" for _, r in failed.iterrows()] + [""]
+    if figures:
+        out += ["## Figures", ""] + [f"![{caption}](figures/{stem}.png)\n\n{caption}\n" for stem, caption in figures]
+    for title, frame in rep.extra_tables.items():
+        out += [f"### {title}", "", frame.to_markdown(floatfmt=".2f"), ""]
+    if len(summary):
+        out += ["## Per point", "", summary.to_markdown(index=False, floatfmt=".2f"), ""]
+    out += ["## How it was made", "", "```", command, "```", "", "| | |", "| --- | --- |"]
+    out += [f"| {k} | {v} |" for k, v in env.items()]
+    out += ["", f"Study file: [{info.file_name}]({info.file_name}); every trial: [tables/trials.csv](tables/trials.csv).", ""]
+    return "\n".join(out)
+
+
 # ---------------------------------------------------------------------- entry point
 def write_report(df: pd.DataFrame, name: str, info: StudyInfo, out_dir: Path, command: str,
                  env: dict[str, str] | None = None) -> RenderedReport:
@@ -285,6 +315,8 @@ def write_report(df: pd.DataFrame, name: str, info: StudyInfo, out_dir: Path, co
     page = html_page(name, rep, info, metric, command, env, figures, summary, failed)
     html_path = out_dir / "report.html"
     html_path.write_text(page, encoding="utf-8")
+    (out_dir / "report.md").write_text(markdown_page(name, rep, info, metric, command, env, figures, summary, failed),
+                                       encoding="utf-8")
     rho = rep.rho
     (out_dir / "summary.json").write_text(json.dumps({
         "study": name, "kind": rep.kind, "metric": metric, "direction": info.direction,
