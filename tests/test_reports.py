@@ -232,7 +232,7 @@ def test_every_kind_writes_tables_figures_and_html(tmp_path, kind):
     df = frame(axes, lambda p: 50.0 + len(str(p)) % 7, seeds=(0,) if kind == "search" else (0, 1))
     out = write_report(df, kind, StudyInfo(kind=kind, text="name: x\n"), tmp_path, "python -m ablations report x")
     assert out.kind == kind and not out.warnings
-    for name in ("report.html", "summary.json", "tables/main.md", "tables/main.html", "tables/main.tex",
+    for name in ("report.html", "report.md", "summary.json", "tables/main.md", "tables/main.html", "tables/main.tex",
                  "tables/trials.csv", "tables/summary.csv"):
         assert (tmp_path / name).stat().st_size > 0, name
     summary = json.loads((tmp_path / "summary.json").read_text())
