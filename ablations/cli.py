@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ablations.data_option import add_data_option, data_overrides
+from ablations.data_option import add_data_option, load_with_data
 from ablations.runconfig_file import config_digest, load_run_config
 from ablations.summary import format_result
 from ablations.yamlfile import ConfigFileError, parse_assignments
@@ -90,12 +90,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from core.trainer import TrainingDiverged, resolve_device, train
 
     try:
-        overrides = parse_assignments(args.overrides)
-        config = load_run_config(args.config, overrides)
-        data = config.data
-        resolved = data_overrides(args.data, overrides, data.source, "root" in data.model_fields_set)
-        if resolved is not overrides:
-            config = load_run_config(args.config, resolved)
+        config, _ = load_with_data(
+            lambda overrides: load_run_config(args.config, overrides),
+            lambda config: config.data,
+            args.data,
+            parse_assignments(args.overrides),
+        )
     except ConfigFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

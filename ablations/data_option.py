@@ -22,11 +22,13 @@ What PATH may be, and the source it selects:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ablations.yamlfile import ConfigFileError
 
+T = TypeVar("T")
 DATA_ENV = "SIMCLR_DATA"
 TORCHVISION_SOURCES = ("cifar10", "cifar100", "stl10")
 HELP = (
@@ -82,3 +84,17 @@ def data_overrides(
     except ConfigFileError as exc:
         raise ConfigFileError(str(exc).replace("--data", f"{origin}", 1)) from None
     return {**overrides, "data.root": str(path.expanduser()), "data.source": source}
+
+
+def load_with_data(
+    load: Callable[[dict[str, Any]], T], data_of: Callable[[T], Any], option: Path | None, overrides: dict[str, Any]
+) -> tuple[T, dict[str, Any]]:
+    """``load(overrides)`` with ``--data``/``$SIMCLR_DATA`` applied, and the overrides that did it.
+
+    The file is loaded once to learn its source and whether it names ``data.root`` (which decide
+    what the path means), and again only when the path changed something.
+    """
+    loaded = load(overrides)
+    data = data_of(loaded)
+    resolved = data_overrides(option, overrides, data.source, "root" in data.model_fields_set)
+    return (loaded if resolved is overrides else load(resolved)), resolved

@@ -93,7 +93,7 @@ def _result(outcome: dict[str, Any]) -> TrainResult:
 def rank_main(spec_path: str) -> int:
     """What every rank runs; rank 0 records."""
     from ablations import tracking
-    from ablations.engine import PruningCallback
+    from ablations.pruning import PruningCallback
     from core import distributed
     from core.trainer import StoppedByMain, train
 

@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import math
-import re
 import threading
 import time
 import traceback
@@ -48,6 +47,7 @@ from optuna.storages import RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from ablations import distributed_trial, tracking
+from ablations.pruning import PruningCallback, pruned_epoch
 from ablations.study import Point, Study, points, trial_config
 from core.config import RunConfig
 from core.trainer import Callback, TrainingDiverged, TrainResult, train
@@ -383,19 +383,6 @@ def heartbeat(storage: RDBStorage, trial_id: int, interval: float) -> Iterator[N
 
 
 # ---------------------------------------------------------------------- running one trial
-class PruningCallback(Callback):
-    """Reports the per-epoch kNN accuracy to Optuna and stops the trial when the pruner says so."""
-
-    def __init__(self, trial: optuna.Trial) -> None:
-        self.trial = trial
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        if "knn_top1" in metrics:
-            self.trial.report(metrics["knn_top1"], epoch)
-            if self.trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch} (kNN top-1 {metrics['knn_top1']:.2f})")
-
-
 def trial_point(trial: optuna.Trial, study: Study, pts: list[Point]) -> tuple[dict[str, Any], int, str, str]:
     """(axis values, seed, key, label) of a claimed trial; a search trial samples its values here."""
     if study.search is None:
@@ -476,8 +463,7 @@ def run_trial(
     try:
         result = _train_and_finish(opt, trial, config, run_dir, client, run_id, options, study, devices)
     except optuna.TrialPruned as exc:
-        at = re.search(r"pruned at epoch (\d+)", str(exc))  # PruningCallback's message, also via torchrun
-        tracking.finish_run(client, run_id, "KILLED", f"pruned: {exc}", pruned_epoch=int(at.group(1)) if at else 0)
+        tracking.finish_run(client, run_id, "KILLED", f"pruned: {exc}", pruned_epoch=pruned_epoch(exc))
         opt.tell(trial, state=TrialState.PRUNED)
         report.pruned.append(trial.number)
         return

@@ -33,7 +33,7 @@ def _worker(
 ) -> None:
     import torch
 
-    from ablations.study_commands import configure_logging
+    from ablations.logs import configure_logging
 
     configure_logging(prefix=f"[worker {os.getpid()}] ")  # a spawned process starts with no logging set up
     torch.set_num_threads(threads)  # N CPU workers share the cores instead of oversubscribing them

@@ -47,12 +47,15 @@ def trial_configs(study: Any) -> list[Any]:
     return [study.base] + [trial_config(study, p.params, p.seed) for p in points(study)]
 
 
-def check_study_devices(study: Any, devices: list[str]) -> None:
-    """``--devices`` when given, else every trial's own ``train.device`` (``auto`` always works)."""
+def check_study_devices(study: Any, devices: list[str], configs: list[Any]) -> None:
+    """``--devices`` when given, else every trial's own ``train.device`` (``auto`` always works).
+
+    ``configs``: the study's ``trial_configs``, built once by the caller for this and ``check_data``.
+    """
     if devices:
         check_devices(devices)
         return
-    names = sorted({c.train.device for c in trial_configs(study)} - {"auto"})
+    names = sorted({c.train.device for c in configs} - {"auto"})
     for name in names:
         check_devices([n for n in name.split(",") if n], option=f"{study.source}: train.device")
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ablations.data_option import add_data_option, data_overrides
+from ablations.data_option import add_data_option, load_with_data
+from ablations.logs import configure_logging
 from ablations.preflight import check_data, check_study_devices, trial_configs
 from ablations.yamlfile import ConfigFileError, parse_assignments
 
@@ -123,20 +123,13 @@ def _load(args: argparse.Namespace) -> Any:
     """The study with ``--set`` and ``--data`` applied; ``args.resolved_overrides`` holds both, for workers."""
     from ablations.study import load_study
 
-    overrides = parse_assignments(args.overrides)
-    study = load_study(args.study, overrides, args.scale)
-    data = study.base.data
-    resolved = data_overrides(args.data, overrides, data.source, "root" in data.model_fields_set)
-    if resolved is not overrides:
-        study = load_study(args.study, resolved, args.scale)
-    args.resolved_overrides = resolved
+    study, args.resolved_overrides = load_with_data(
+        lambda overrides: load_study(args.study, overrides, args.scale),
+        lambda study: study.base.data,
+        args.data,
+        parse_assignments(args.overrides),
+    )
     return study
-
-
-def configure_logging(prefix: str = "") -> None:
-    """Our progress lines at INFO; other libraries' (matplotlib, alembic, ...) only from WARNING up."""
-    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s {prefix}%(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("ablations").setLevel(logging.INFO)
 
 
 def check_writable_folder(path: Path, option: str) -> None:
@@ -250,8 +243,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigFileError(f"--max-trials {args.max_trials}: expected a whole number >= 1")
         check_writable_folder(args.runs_dir, "--runs-dir")
         devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-        check_study_devices(study, devices)
-        check_data(trial_configs(study), where=f"{study.source}: ")
+        configs = trial_configs(study)
+        check_study_devices(study, devices, configs)
+        check_data(configs, where=f"{study.source}: ")
     except ConfigFileError as exc:
         return _bad(str(exc))
     # imported only now: bad input is reported without loading MLflow and Optuna
