@@ -27,10 +27,12 @@ from reports.verdicts import (  # noqa: E402
     Verdict,
     best_of,
     check_greater,
+    estimate,
     from_row,
     mean_of,
     missing,
     not_checked,
+    with_paper,
     spearman,
 )
 
@@ -149,6 +151,15 @@ def est(cells: dict[Any, Cell], key: Any, label: str | None = None) -> Estimate:
     if cell is None:
         return missing(label or label_of(key))
     return cell.est if label is None else Estimate(label, cell.est.mean, cell.est.se, cell.est.n, cell.est.failed)
+
+
+def paper_twin(cells: dict[Any, Cell], paper: dict[Any, Any]) -> dict[Any, Cell]:
+    """The paper's number for each of our cells (one "seed", no spread), missing where it has none:
+    the same keys as ``cells``, so a claim judged on both compares the same cells."""
+    return {
+        k: Cell(estimate(cell.est.label, float(paper[k][0]), math.nan, 1) if k in paper else missing(cell.est.label), math.nan)
+        for k, cell in cells.items()
+    }
 
 
 def ours_paper(cell: Cell | None, paper: float | None) -> str:
@@ -287,8 +298,10 @@ def augment_pairs(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindRep
     main.loc["column mean", "row mean"] = ""
     main.index.name = "1st \\ 2nd"
 
-    verdicts: list[Verdict] = []
-    if accuracy_metric(metric):
+    def judge(cells: dict[Any, Cell]) -> list[Verdict]:
+        verdicts: list[Verdict] = []
+        if not accuracy_metric(metric):
+            return verdicts
         pair = [k for k in (("crop", "color"), ("color", "crop")) if k in cells]
         others = [c.est for k, c in cells.items() if k[0] != k[1] and k not in (("crop", "color"), ("color", "crop"))]
         if pair and others:
@@ -302,6 +315,9 @@ def augment_pairs(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindRep
         if diag and off:
             verdicts.append(check_greater("compositions beat single transformations (mean over cells)",
                                           mean_of("pairs", off), mean_of("singles", diag)))
+        return verdicts
+
+    verdicts = with_paper(judge(cells), judge(paper_twin(cells, paper)))
 
     def heatmaps() -> Any:
         fig, axes = _new_fig(2, 7.0, 6.0)
@@ -348,9 +364,11 @@ def color_strength(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindRe
         index=[f"ours ({metric})", "paper (Table 1, SimCLR)"], columns=[label[k] for k in keys])
     main.index.name = "colour strength"
 
-    verdicts: list[Verdict] = []
-    plain = sorted(k for k in cells if not k[1])
-    if accuracy_metric(metric):
+    def judge(cells: dict[Any, Cell]) -> list[Verdict]:
+        verdicts: list[Verdict] = []
+        if not accuracy_metric(metric):
+            return verdicts
+        plain = sorted(k for k in cells if not k[1])
         if len(plain) >= 2:
             verdicts.append(check_greater("accuracy increases with color strength",
                                           est(cells, plain[-1], f"strength {plain[-1][0]:g}"),
@@ -362,6 +380,9 @@ def color_strength(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindRe
             k = max(blur)
             verdicts.append(check_greater(f"adding blur helps (strength {k[0]:g})", est(cells, k, f"{k[0]:g} (+Blur)"),
                                           est(cells, (k[0], False), f"{k[0]:g}")))
+        return verdicts
+
+    verdicts = with_paper(judge(cells), judge(paper_twin(cells, paper)))
 
     def draw() -> Any:
         fig, axes_ = _new_fig(2)
@@ -425,15 +446,21 @@ def projection_head(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindR
         main.loc["none", dims[-1] if dims else "any"] = f"{text} [any dim]" if none_cell else text
     main.index.name = "head \\ output dim"
 
-    verdicts: list[Verdict] = []
-    if accuracy_metric(metric):
+    def judge(cells: dict[Any, Cell], none_est: Estimate) -> list[Verdict]:
+        if not accuracy_metric(metric):
+            return []
         common = sorted({d for (h, d) in cells if h == "linear"} & {d for (h, d) in cells if h == "nonlinear"})
         lin = mean_of("linear (mean over dims)", [cells[("linear", d)].est for d in common]) if common else missing("linear")
         non = mean_of("nonlinear (mean over dims)", [cells[("nonlinear", d)].est for d in common]) if common else missing("nonlinear")
-        none_est = none_cell.est if none_cell else missing("none")
-        verdicts.append(check_greater("nonlinear head beats linear by more than 3 points", non, lin, margin=3.0))
-        verdicts.append(check_greater("linear head beats no head", lin, none_est))
-        verdicts.append(check_greater("nonlinear head beats no head by more than 10 points", non, none_est, margin=10.0))
+        return [
+            check_greater("nonlinear head beats linear by more than 3 points", non, lin, margin=3.0),
+            check_greater("linear head beats no head", lin, none_est),
+            check_greater("nonlinear head beats no head by more than 10 points", non, none_est, margin=10.0),
+        ]
+
+    paper_none_est = estimate("none", paper_none[0], math.nan, 1) if paper_none else missing("none")
+    verdicts = with_paper(judge(cells, none_cell.est if none_cell else missing("none")),
+                          judge(paper_twin(cells, paper), paper_none_est))
 
     def draw() -> Any:
         fig, axes_ = _new_fig(2)
@@ -484,24 +511,29 @@ def batch_size_epochs(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> Kin
             main.loc[e, b] = ours_paper(cells.get((b, e)), p[0] if p else None)
     main.index.name = "epochs \\ batch size"
 
-    verdicts: list[Verdict] = []
-    if accuracy_metric(metric) and len(batches) >= 2 and len(epochs) >= 2:
+    def judge(cells: dict[Any, Cell]) -> list[Verdict]:
+        if not accuracy_metric(metric):
+            return []
+        if len(batches) < 2 or len(epochs) < 2:
+            return [not_checked("larger batches help at few epochs", "needs at least 2 batch sizes and 2 epoch budgets")]
         b0, b1, e0, e1 = batches[0], batches[-1], epochs[0], epochs[-1]
         big_short, small_short = est(cells, (b1, e0), f"batch {b1} @ {e0} ep"), est(cells, (b0, e0), f"batch {b0} @ {e0} ep")
-        verdicts.append(check_greater(f"with the fewest epochs ({e0}) the largest batch beats the smallest",
-                                      big_short, small_short))
-        verdicts.append(check_greater(
-            "training longer helps (mean over batch sizes)",
-            mean_of(f"{e1} epochs", [est(cells, (b, e1)) for b in batches]),
-            mean_of(f"{e0} epochs", [est(cells, (b, e0)) for b in batches])))
+        verdicts = [
+            check_greater(f"with the fewest epochs ({e0}) the largest batch beats the smallest", big_short, small_short),
+            check_greater("training longer helps (mean over batch sizes)",
+                          mean_of(f"{e1} epochs", [est(cells, (b, e1)) for b in batches]),
+                          mean_of(f"{e0} epochs", [est(cells, (b, e0)) for b in batches])),
+        ]
         gap_short = big_short.minus(small_short, f"gap @ {e0} ep")
         gap_long = est(cells, (b1, e1)).minus(est(cells, (b0, e1)), f"gap @ {e1} ep")
+        claim = "the large-batch advantage shrinks with more epochs"
         if gap_short.missing or gap_long.missing:
-            verdicts.append(not_checked("the large-batch advantage shrinks with more epochs", "a corner cell has no finished trial"))
+            verdicts.append(not_checked(claim, "a corner cell has no finished trial"))
         else:
-            verdicts.append(check_greater("the large-batch advantage shrinks with more epochs", gap_short, gap_long))
-    elif accuracy_metric(metric):
-        verdicts.append(not_checked("larger batches help at few epochs", "needs at least 2 batch sizes and 2 epoch budgets"))
+            verdicts.append(check_greater(claim, gap_short, gap_long))
+        return verdicts
+
+    verdicts = with_paper(judge(cells), judge(paper_twin(cells, paper)))
 
     def draw() -> Any:
         fig, axes_ = _new_fig(2)
@@ -536,6 +568,7 @@ def temperature(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindRepor
     ccells = cells_by(df, contrastive, axes, key) if contrastive else {}
     paper = {(bool(c["normalize"]), float(c["temperature"])): reference.value_of(c["top1"], sec) for c in sec.get("cells", [])}
     pcontr = {(bool(c["normalize"]), float(c["temperature"])): float(c["contrastive_acc"]) for c in sec.get("cells", [])}
+    pcontr_cells = {k: (v, "", "") for k, v in pcontr.items()}  # the (value, source, confidence) form of paper
     matched, ours_only, paper_only = match(cells, paper)
     keys = sorted(set(cells) | set(paper), key=lambda k: (not k[0], k[1]))
     rows = []
@@ -551,28 +584,32 @@ def temperature(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindRepor
         })
     main = pd.DataFrame(rows)
 
-    verdicts: list[Verdict] = []
-    norm = sorted(k for k in cells if k[0])
-    raw = sorted(k for k in cells if not k[0])
-    if accuracy_metric(metric):
-        if norm and raw:
-            verdicts.append(check_greater("l2-normalized with a moderate temperature beats no normalization",
-                                          best_of("l2 norm", [cells[k].est for k in norm]),
-                                          best_of("no l2 norm", [cells[k].est for k in raw])))
-        else:
-            verdicts.append(not_checked("l2-normalized with a moderate temperature beats no normalization",
-                                        "the study does not run both with and without l2 normalisation"))
-        if len(norm) >= 3:
-            mid = [cells[k].est for k in norm[1:-1]]
-            ends = [cells[norm[0]].est, cells[norm[-1]].est]
-            verdicts.append(check_greater("with l2 norm, a moderate temperature beats the extremes",
-                                          best_of("moderate τ", mid), best_of("extreme τ", ends)))
-    claim = "without l2 norm the contrastive accuracy is higher"
-    if not contrastive:
-        verdicts.append(not_checked(claim, "contrastive accuracy is not measured by this study's trials"))
-    elif norm and raw:
-        verdicts.append(check_greater(claim, mean_of("no l2 norm", [ccells[k].est for k in raw if k in ccells]),
-                                      mean_of("l2 norm", [ccells[k].est for k in norm if k in ccells])))
+    def judge(cells: dict[Any, Cell], ccells: dict[Any, Cell]) -> list[Verdict]:
+        verdicts: list[Verdict] = []
+        norm = sorted(k for k in cells if k[0])
+        raw = sorted(k for k in cells if not k[0])
+        if accuracy_metric(metric):
+            if norm and raw:
+                verdicts.append(check_greater("l2-normalized with a moderate temperature beats no normalization",
+                                              best_of("l2 norm", [cells[k].est for k in norm]),
+                                              best_of("no l2 norm", [cells[k].est for k in raw])))
+            else:
+                verdicts.append(not_checked("l2-normalized with a moderate temperature beats no normalization",
+                                            "the study does not run both with and without l2 normalisation"))
+            if len(norm) >= 3:
+                mid = [cells[k].est for k in norm[1:-1]]
+                ends = [cells[norm[0]].est, cells[norm[-1]].est]
+                verdicts.append(check_greater("with l2 norm, a moderate temperature beats the extremes",
+                                              best_of("moderate τ", mid), best_of("extreme τ", ends)))
+        claim = "without l2 norm the contrastive accuracy is higher"
+        if not contrastive:
+            verdicts.append(not_checked(claim, "contrastive accuracy is not measured by this study's trials"))
+        elif norm and raw:
+            verdicts.append(check_greater(claim, mean_of("no l2 norm", [ccells[k].est for k in raw if k in ccells]),
+                                          mean_of("l2 norm", [ccells[k].est for k in norm if k in ccells])))
+        return verdicts
+
+    verdicts = with_paper(judge(cells, ccells), judge(paper_twin(cells, paper), paper_twin(ccells, pcontr_cells)))
 
     def draw() -> Any:
         fig, axes_ = _new_fig(2)
@@ -585,7 +622,7 @@ def temperature(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindRepor
         fig.tight_layout()
         return fig
 
-    notes = ["cells are matched by (l2 norm, τ) value; the paper's unnormalised rows used τ 10 and 100"]
+    notes = ["cells are matched by (l2 norm, τ) value (the paper ran its unnormalised rows at τ 10 and 100)"]
     return KindReport(
         kind="temperature", title=sec.get("title", "temperature"), main=main, matched=matched,
         ours_only=ours_only, paper_only=paper_only, verdicts=verdicts,
@@ -614,8 +651,10 @@ def loss_functions(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindRe
         index=[f"ours ({metric})", "paper (Table 4)"], columns=[label[k] for k in keys])
     main.index.name = "loss"
 
-    verdicts: list[Verdict] = []
-    if accuracy_metric(metric):
+    def judge(cells: dict[Any, Cell]) -> list[Verdict]:
+        verdicts: list[Verdict] = []
+        if not accuracy_metric(metric):
+            return verdicts
         xent = [k for k in cells if k[0] == "nt_xent"]
         others = [cells[k].est for k in cells if k[0] != "nt_xent"]
         if xent and others:
@@ -625,6 +664,9 @@ def loss_functions(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindRe
             if (loss, True) in cells and (loss, False) in cells:
                 verdicts.append(check_greater(f"semi-hard negative mining helps {text}",
                                               est(cells, (loss, True), f"{text} (sh)"), est(cells, (loss, False), text)))
+        return verdicts
+
+    verdicts = with_paper(judge(cells), judge(paper_twin(cells, paper)))
 
     def draw() -> Any:
         fig, axes_ = _new_fig(2)

@@ -98,6 +98,8 @@ class Verdict:
     margin: float = 0.0
     se: float = math.nan
     seeds: int = 0
+    mean_a: float = math.nan
+    mean_b: float = math.nan
     extra: dict[str, Any] = field(default_factory=dict)
 
     def line(self) -> str:
@@ -109,7 +111,7 @@ class Verdict:
 
 def check_greater(claim: str, a: Estimate, b: Estimate, margin: float = 0.0, k: float = K_SE) -> Verdict:
     """Judge "A beats B by more than ``margin`` points" against the seed spread of both."""
-    base = dict(claim=claim, a=a.label, b=b.label, margin=margin)
+    base = dict(claim=claim, a=a.label, b=b.label, margin=margin, mean_a=a.mean, mean_b=b.mean)
     for side in (a, b):
         if side.missing:
             why = f"{side.failed} failed" if side.failed else "not run"
@@ -135,6 +137,23 @@ def check_greater(claim: str, a: Estimate, b: Estimate, margin: float = 0.0, k: 
         what = "reversed: " if diff < -k * se else ""
         return Verdict(verdict=NOT_REPRODUCED, detail=f"{what}{text}, beyond {band} (n={seeds} seeds)", **base)
     return Verdict(verdict=INCONCLUSIVE, detail=f"{text}, within {band} (n={seeds} seeds)", **base)
+
+
+def with_paper(ours: list[Verdict], paper: list[Verdict]) -> list[Verdict]:
+    """``ours`` with the paper's side of each claim in ``extra["paper"]``: the same comparison
+    (same cells, same averaging or best-of) judged on the paper's numbers, so a reader sees what
+    the paper measured for exactly what we compared. A side the paper has no number for is None."""
+    for mine, theirs in zip(ours, paper, strict=True):
+        if mine.claim != theirs.claim:
+            raise ValueError(f"claims out of step: {mine.claim!r} vs {theirs.claim!r}")
+        if math.isfinite(theirs.mean_a) or math.isfinite(theirs.mean_b):
+            mine.extra["paper"] = {
+                "a": theirs.mean_a if math.isfinite(theirs.mean_a) else None,
+                "b": theirs.mean_b if math.isfinite(theirs.mean_b) else None,
+                "a_label": theirs.a,
+                "b_label": theirs.b,
+            }
+    return ours
 
 
 def not_checked(claim: str, reason: str) -> Verdict:
