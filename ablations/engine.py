@@ -379,7 +379,9 @@ def heartbeat(storage: RDBStorage, trial_id: int, interval: float) -> Iterator[N
         yield
     finally:
         stop.set()
-        thread.join()
+        # bounded: a beat stuck on a locked database (say, after Ctrl-C cut a transaction short in
+        # this thread) must not keep the worker from ending; the thread is a daemon
+        thread.join(timeout=interval + 10.0)
 
 
 # ---------------------------------------------------------------------- running one trial

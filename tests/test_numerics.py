@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -76,14 +77,25 @@ def test_the_run_states_its_numerics_at_start(monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_bf16_lands_in_the_fp32_knn_band(tmp_path):
-    """On synthetic data a bf16 run learns what the fp32 run learns: kNN within 10 points (measured
-    below), both far above chance (25%)."""
+    """On synthetic data a bf16 run learns what the fp32 run learns: over 3 seeds each, the mean kNN
+    top-1 of the two differ by less than 2 standard errors of the difference (plus 2 points), and
+    both are far above chance (25%).
+
+    One seed each is not a test: this tiny run's kNN top-1 moves from 48 to 68 with the seed alone
+    (measured 2026-11-27, fp32 and bf16 alike), and a pair of single runs fell 15 points apart with 1
+    thread and within 10 with 2. At that spread the test catches a collapse, not a loss of a few points.
+    """
     overrides = {"train.epochs": 15, "eval.linear": False, "eval.knn_every": 0}
-    fp32 = train(tiny_config(**overrides, **{"train.precision": "fp32", "train.channels_last": False}), tmp_path / "fp32")
-    bf16 = train(tiny_config(**overrides, **{"train.precision": "bf16", "train.channels_last": True}), tmp_path / "bf16")
-    a, b = fp32.metrics["knn_top1"], bf16.metrics["knn_top1"]
-    assert a > 50 and b > 50, (a, b)
-    assert abs(a - b) <= 10, (a, b)
+    runs: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for seed in range(3):
+        for precision, channels_last in (("fp32", False), ("bf16", True)):
+            config = tiny_config(**overrides, **{"train.precision": precision, "train.channels_last": channels_last,
+                                                 "train.seed": seed})
+            runs[precision].append(train(config, tmp_path / f"{precision}-{seed}").metrics["knn_top1"])
+    a, b = np.array(runs["fp32"]), np.array(runs["bf16"])
+    se = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+    assert min(a.mean(), b.mean()) > 40, runs
+    assert abs(a.mean() - b.mean()) <= 2 * se + 2, (runs, se)
 
 
 def test_a_resume_warns_only_when_the_numerics_differ(monkeypatch, tmp_path, capsys):
