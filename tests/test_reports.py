@@ -203,7 +203,7 @@ def test_temperature_matches_cells_by_value_and_says_what_has_no_counterpart():
     assert "(no, 0.05)" in rep.ours_only
     assert set(rep.main["contrastive acc. (ours)"]) == {"not measured", "not run"}
     got = {v.claim: v for v in rep.verdicts}
-    assert got["l2-normalized with a moderate temperature beats no normalization"].verdict == REPRODUCED
+    assert got["l2 normalization beats none (each at its best temperature)"].verdict == REPRODUCED
     assert "not measured" in got["without l2 norm the contrastive accuracy is higher"].detail
 
 
@@ -376,7 +376,7 @@ def test_run_prints_the_paper_table_and_verdicts_and_writes_the_report(real_stud
     assert "this run: 8 trials finished, 0 failed" in out.stdout
     assert "Table 5: l2 normalisation and temperature" in out.stdout
     assert "trend vs paper: Spearman rho" in out.stdout
-    assert "l2-normalized with a moderate temperature beats no normalization" in out.stdout
+    assert "l2 normalization beats none (each at its best temperature)" in out.stdout
     assert re.search(r"\[(reproduced|not reproduced|inconclusive)\] ", out.stdout)
     report_dir = folder / "reports_out" / "tinytemp"
     assert f"report: {(report_dir / 'report.html').resolve()}" in out.stdout
