@@ -3,9 +3,12 @@
 ``train.precision: auto`` means bf16 autocast where the hardware computes bf16 natively (every
 CUDA GPU this project targets; a CPU with AVX512_BF16 or AMX, as torch's own CPU capability checks
 report) and fp32 elsewhere: on a CPU without native bf16, bf16 is emulated and slower than fp32.
-``train.channels_last`` (unset) means channels_last on CUDA and CPU, where oneDNN's and cuDNN's
-convolutions are faster in NHWC (measured on the development CPU: 1.5-2.1x in fp32). Explicit
-values always win. Only the encoder and head run under autocast: the trainer casts the projections
+``train.channels_last`` (unset) means channels_last on CUDA, and on a CPU under bf16 autocast, where
+oneDNN's and cuDNN's convolutions are faster in NHWC (measured on the development CPU: 1.5-2.1x).
+An fp32 CPU run stays NCHW: with torch 2.14.1, fp32 channels_last training on the CPU corrupts the
+heap for small ResNets at 48-64 px (found 2026-11-27: width 4 or 8, 3 steps at batch 64 abort with
+"corrupted size vs. prev_size" or a segfault; width 16, 32 px and bf16 ran clean). Explicit values
+always win. Only the encoder and head run under autocast: the trainer casts the projections
 to fp32 before the loss, the similarity matrix and the optimizer step, as on CUDA.
 """
 
@@ -105,7 +108,11 @@ def resolve_numerics(
         dtype = torch.bfloat16 if precision == "bf16" else None
         reasons.append(f"train.precision={precision}")
     if channels_last is None:
-        layout = device.type in ("cuda", "cpu")
+        # fp32 channels_last on the CPU corrupts the heap in torch 2.14.1 (small ResNets at 48-64 px:
+        # "malloc(): invalid next size", "corrupted size vs. prev_size", segfaults); bf16 does not
+        layout = device.type == "cuda" or (device.type == "cpu" and dtype is not None)
+        if device.type == "cpu" and dtype is None:
+            reasons.append("NCHW: fp32 channels_last is unsafe on this torch's CPU kernels")
     else:
         layout = channels_last
         reasons.append(f"train.channels_last={str(channels_last).lower()}")

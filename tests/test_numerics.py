@@ -19,9 +19,10 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
     [
         ("auto", None, CPU, "AVX512_BF16", torch.bfloat16, True),  # a CPU that computes bf16 natively
         ("auto", None, CPU, "AMX", torch.bfloat16, True),
-        ("auto", None, CPU, None, None, True),  # without it: fp32, still channels_last
+        ("auto", None, CPU, None, None, False),  # without it: fp32, NCHW (fp32 channels_last breaks torch 2.14.1)
         ("auto", None, CUDA, None, torch.bfloat16, True),  # CUDA ignores the CPU's features
-        ("fp32", None, CPU, "AVX512_BF16", None, True),  # explicit values win
+        ("fp32", None, CPU, "AVX512_BF16", None, False),  # explicit values win; fp32 on the CPU stays NCHW
+        ("fp32", True, CPU, "AVX512_BF16", None, True),
         ("bf16", None, CPU, None, torch.bfloat16, True),
         ("auto", False, CPU, "AVX512_BF16", torch.bfloat16, False),
         ("fp32", False, CUDA, None, None, False),
