@@ -12,10 +12,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from ablations.data_option import add_data_option, load_with_data
-from ablations.runconfig_file import config_digest, load_run_config
+from ablations.data_option import add_data_option, load_run_config_with_data
+from ablations.runconfig_file import config_digest
 from ablations.summary import format_result
-from ablations.yamlfile import ConfigFileError, parse_assignments
+from ablations.yamlfile import ConfigFileError
 from core.hostmem import keep_freed_memory
 
 EXIT_BAD_INPUT = 2
@@ -30,6 +30,7 @@ examples:
   python -m ablations report --from results/cpu/temperature  # a committed report folder, rebuilt without MLflow
   python -m ablations train --set data.source=synthetic      # one run config, no study
   python -m ablations bench --quick                          # data pipeline and training throughput
+  python -m ablations data build --data ~/imagenet --set data.image_size=160  # decode a big tree once, ahead
 
 Run `python -m ablations COMMAND --help` for each command's options.
 """
@@ -69,6 +70,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def build_parser() -> argparse.ArgumentParser:
     from ablations.bench import add_bench_command
+    from ablations.data_command import add_data_command
     from ablations.study_commands import add_study_commands
 
     parser = argparse.ArgumentParser(
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_study_commands(sub)
     _add_train(sub)
     add_bench_command(sub)
+    add_data_command(sub)
     return parser
 
 
@@ -90,12 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from core.trainer import TrainingDiverged, resolve_device, train
 
     try:
-        config, _ = load_with_data(
-            lambda overrides: load_run_config(args.config, overrides),
-            lambda config: config.data,
-            args.data,
-            parse_assignments(args.overrides),
-        )
+        config = load_run_config_with_data(args.config, args.data, args.overrides)
     except ConfigFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

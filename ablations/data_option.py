@@ -26,7 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ablations.yamlfile import ConfigFileError
+from ablations.runconfig_file import load_run_config
+from ablations.yamlfile import ConfigFileError, parse_assignments
 
 T = TypeVar("T")
 DATA_ENV = "SIMCLR_DATA"
@@ -98,3 +99,11 @@ def load_with_data(
     data = data_of(loaded)
     resolved = data_overrides(option, overrides, data.source, "root" in data.model_fields_set)
     return (loaded if resolved is overrides else load(resolved)), resolved
+
+
+def load_run_config_with_data(path: Path | None, option: Path | None, assignments: list[str]) -> Any:
+    """A run config file (or the defaults) with ``--set`` assignments and ``--data`` applied."""
+    config, _ = load_with_data(
+        lambda overrides: load_run_config(path, overrides), lambda config: config.data, option, parse_assignments(assignments)
+    )
+    return config

@@ -49,7 +49,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ablations import distributed_trial, tracking
 from ablations.pruning import PruningCallback, pruned_epoch
 from ablations.study import Point, Study, points, trial_config
-from core.config import RunConfig
+from core.config import RunConfig, identity_exclusions
 from core.trainer import Callback, TrainingDiverged, TrainResult, train
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class WorkerReport:
 # ---------------------------------------------------------------------- opening the study
 def fingerprint(study: Study) -> str:
     """Hash of everything that decides the trials' results; progress bars, devices and data paths excluded."""
-    base = study.base.model_dump(mode="json")
+    base = study.base.model_dump(mode="json", exclude=identity_exclusions(study.base))
     base["train"] = {k: v for k, v in base["train"].items() if k not in _NEUTRAL_TRAIN}
     base["data"] = {k: v for k, v in base["data"].items() if k not in _NEUTRAL_DATA}
     axes = {

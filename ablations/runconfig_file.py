@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ablations.yamlfile import ConfigFileError, allowed_fields, read_yaml, validate
-from core.config import RunConfig
+from core.config import RunConfig, identity_exclusions
 
 
 def check_dotted_path(model: type[BaseModel], dotted: str, option: str = "--set") -> None:
@@ -70,5 +70,6 @@ def load_run_config(path: Path | None, overrides: dict[str, Any] | None = None) 
 
 def config_digest(config: RunConfig) -> str:
     """Short stable hash of every setting: the same config always maps to the same run directory."""
-    neutral = {"train": {"progress", "log_every"}}
+    neutral = identity_exclusions(config)
+    neutral["train"] = {"progress": True, "log_every": True}
     return hashlib.sha256(config.model_dump_json(exclude=neutral).encode()).hexdigest()[:10]

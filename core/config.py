@@ -55,10 +55,43 @@ class DataConfig(_Strict):
     subset: int | None = Field(None, ge=2, description="Stratified, seeded subset of the training split.")
     test_subset: int | None = Field(None, ge=2, description="Stratified, seeded subset of the test split.")
     stl10_unlabeled: bool = Field(False, description="stl10: add the 100k unlabeled images to pretraining.")
+    classes: list[str] | str | None = Field(
+        None,
+        description=(
+            "imagefolder/tarball: use only these class folders, e.g. [n01440764, n01443537], a text "
+            "file with one class name per line (# comments allowed) or a built-in list: imagenet100. "
+            "Labels follow the sorted names, as in torchvision's ImageFolder, whatever the list's order."
+        ),
+    )
     cache_dir: Path = Field(
         Path("~/.cache/simclr-ablations"), description="Decoded uint8 arrays are cached here."
     )
+    in_memory: Literal["auto", True, False] = Field(
+        "auto",
+        description=(
+            "true: read the stored arrays into memory (on the GPU when training there); false: "
+            "memory-map them and read each batch from the files; auto: in memory when the stored "
+            "images fit data.memory_budget_gb, memory-mapped otherwise. Results are identical."
+        ),
+    )
+    memory_budget_gb: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "in_memory auto: the most image bytes (GB, 1e9) held in memory. Default: half of the host's "
+            "available memory at start, and on CUDA also at most a quarter of the GPU's memory."
+        ),
+    )
     synthetic: SyntheticConfig = SyntheticConfig()
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_named(cls, v: list[str] | str | None) -> list[str] | str | None:
+        if isinstance(v, list) and (not v or not all(isinstance(c, str) and c.strip() for c in v)):
+            raise ValueError("expected a non-empty list of class names")
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("expected a list of class names, a file of them or a built-in name (imagenet100)")
+        return v
 
     @model_validator(mode="after")
     def _root_needed(self) -> "DataConfig":
@@ -73,6 +106,15 @@ class CropConfig(_Strict):
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip: bool = True
+    size: int | None = Field(
+        None,
+        ge=8,
+        description=(
+            "Side of the crop's output, the training resolution (default: the stored size), e.g. 224 "
+            "from a store at 256. Evaluation then sees the central 87.5% resized to it (SimCLR's "
+            "ImageNet protocol); at the stored size it sees the stored images (its CIFAR protocol)."
+        ),
+    )
 
     @field_validator("scale", "ratio")
     @classmethod
@@ -269,3 +311,34 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     if not isinstance(node, dict) or parts[-1] not in node:
         raise KeyError(dotted)
     node[parts[-1]] = value
+
+
+ADDED_LATER: dict[str, Any] = {"data.classes": None, "augment.crop.size": None}
+"""Fields added after studies and run directories had been recorded, each with the value that
+behaves as before it existed. While a field holds that value it is not part of a config's identity
+(a study's fingerprint, a run directory's name), so adding it changed no existing study."""
+
+PLACEMENT_ONLY = ("data.in_memory", "data.memory_budget_gb")
+"""Where the images are held while training (memory or a memory map): the results are the same
+either way, so these are never part of a config's identity."""
+
+
+def identity_exclusions(config: RunConfig) -> dict[str, Any]:
+    """A nested ``model_dump(exclude=...)`` spec of the fields that are not part of ``config``'s identity."""
+    spec: dict[str, Any] = {}
+    dumped = config.model_dump(mode="python")
+    added = [d for d, default in ADDED_LATER.items() if _dotted_value(dumped, d) == default]
+    for dotted in (*PLACEMENT_ONLY, *added):
+        *parents, last = dotted.split(".")
+        node = spec
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = True
+    return spec
+
+
+def _dotted_value(data: dict[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        node = node[part]
+    return node

@@ -7,11 +7,26 @@ the protocol that produced it, so a table can never mix up "kNN top-1" with
 Top-k with fewer than k classes: "top5" is top-min(5, num_classes) and the
 ``Accuracy.name`` says so (``knn_top4`` for 4 classes), because a top-5 over
 4 classes would be a trivial 100%.
+
+Memory, for a million images: images are read and encoded one batch (``eval.batch_size``) at a time,
+from memory or from the memory-mapped store (read ahead in a thread, ``core.data.prefetch``), into
+one preallocated (N, D) float32 array per split on the evaluation device (2.6 GB for 1.28M
+ResNet-18/512-d features, 10.5 GB at 2048-d). The kNN monitor never forms a test x train matrix:
+``QUERY_CHUNK`` queries at a time are compared with ``BANK_BLOCK`` bank features at a time (128 MiB
+of similarities), normalising each block as it goes (a bank of one block is normalised once, as
+before), and keep a running top-k. Linear evaluation
+adds one standardised copy of the features. So evaluation needs about
+(N_train + N_test) x D x 4 bytes, plus N_train x D x 4 during linear evaluation, plus one block.
+
+Resolution (``augment.crop.size``): features are computed on ``core.augment.center.center_view``
+of each image, i.e. the stored image at the stored size, else its central 87.5% resized to the
+training resolution (SimCLR's evaluation protocol).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -19,10 +34,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.augment.center import center_view
 from core.config import EvalConfig
+from core.data.mapped_images import MappedImages
+from core.data.prefetch import prefetch
 from core.optim import warmup_cosine
 
 __all__ = ["Accuracy", "extract_features", "knn_accuracy", "linear_eval", "evaluate_encoder"]
+
+QUERY_CHUNK = 512
+"""kNN queries compared with the bank at once."""
+BANK_BLOCK = 65536
+"""Bank features per block of the kNN search: QUERY_CHUNK x BANK_BLOCK float32 is 128 MiB."""
 
 
 @dataclass(frozen=True)
@@ -45,21 +68,34 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContex
     return nullcontext() if dtype in (None, torch.float32) else torch.autocast(device.type, dtype=dtype)
 
 
+def _batches(images: torch.Tensor | MappedImages, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """uint8 batches of ``images`` in order on ``device``; a memory map is read ahead in a thread."""
+    n = len(images)
+    if isinstance(images, MappedImages):
+        yield from prefetch(images, (slice(s, min(s + batch_size, n)) for s in range(0, n, batch_size)), device)
+        return
+    for start in range(0, n, batch_size):
+        yield images[start : start + batch_size].to(device, non_blocking=True)
+
+
 @torch.no_grad()
 def extract_features(
     encoder: nn.Module,
-    images_uint8: torch.Tensor,
+    images_uint8: torch.Tensor | MappedImages,
     batch_size: int,
     device: torch.device,
     channels_last: bool = False,
     autocast_dtype: torch.dtype | None = None,
+    size: int | None = None,
 ) -> torch.Tensor:
-    """Features (N, D) float32 on ``device`` of uint8 images (N, C, H, W) scaled to [0, 1].
+    """Features (N, D) float32 on ``device`` of uint8 images (N, C, H, W) scaled to [0, 1] and seen
+    at ``size`` (``core.augment.center.center_view``; None: as stored).
 
     The encoder runs in eval mode (BatchNorm uses running statistics, so a
     feature does not depend on its batch) and every submodule's mode is
-    restored afterwards. Images are moved and converted one batch at a time so
-    a whole dataset never sits on the device as float.
+    restored afterwards. Images are read, moved and converted one batch at a
+    time so a whole dataset never sits on the device as float, and features go
+    straight into one (N, D) array (no list of batches to concatenate).
     """
     if images_uint8.dtype != torch.uint8 or images_uint8.ndim != 4:
         raise ValueError(f"expected uint8 (N, C, H, W), got {images_uint8.dtype} {tuple(images_uint8.shape)}")
@@ -70,14 +106,18 @@ def extract_features(
     modes = [m.training for m in encoder.modules()]
     encoder.eval()
     try:
-        outs = []
-        for start in range(0, len(images_uint8), batch_size):
-            x = images_uint8[start : start + batch_size].to(device, non_blocking=True)
-            x = x.to(dtype=torch.float32, memory_format=memory_format).div_(255)
+        feats: torch.Tensor | None = None
+        start = 0
+        for batch in _batches(images_uint8, batch_size, device):
+            x = center_view(batch.to(dtype=torch.float32).div_(255), size).contiguous(memory_format=memory_format)
             with _autocast(device, autocast_dtype):
-                out = encoder(x)
-            outs.append(out.flatten(1).float())
-        return torch.cat(outs)
+                out = encoder(x).flatten(1).float()
+            if feats is None:
+                feats = torch.empty((len(images_uint8), out.shape[1]), dtype=torch.float32, device=device)
+            feats[start : start + len(out)] = out
+            start += len(out)
+        assert feats is not None
+        return feats
     finally:
         _restore_modes(encoder, modes)
 
@@ -89,15 +129,46 @@ def _topk_correct(scores: torch.Tensor, labels: torch.Tensor, k: int) -> tuple[t
     return hits[:, 0].sum(), hits.any(dim=1).sum()
 
 
+def _nearest(
+    queries: torch.Tensor, bank: torch.Tensor, k: int, block: int, normalized: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine similarities and bank indices of each (l2-normalised) query's k nearest bank rows,
+    best first. The bank (l2-normalised here unless ``normalized``) is compared ``block`` rows at a
+    time, keeping a running top-k, so memory is queries x block, never queries x bank; a bank of
+    one block is one product and one top-k."""
+    if len(bank) <= block:
+        return (queries @ (bank if normalized else F.normalize(bank, dim=1)).T).topk(k, dim=1)
+    best_sims = best_idx = None
+    for start in range(0, len(bank), block):
+        part = bank[start : start + block]
+        part = part if normalized else F.normalize(part, dim=1)
+        sims, idx = (queries @ part.T).topk(min(k, len(part)), dim=1)
+        idx += start
+        if best_sims is not None and best_idx is not None:
+            sims, at = torch.cat([best_sims, sims], dim=1).topk(min(k, best_sims.shape[1] + sims.shape[1]), dim=1)
+            idx = torch.cat([best_idx, idx], dim=1).gather(1, at)
+        best_sims, best_idx = sims, idx
+    assert best_sims is not None and best_idx is not None
+    return best_sims, best_idx
+
+
 def _knn_scores(
-    queries: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor, num_classes: int, k: int, temperature: float
+    queries: torch.Tensor,
+    bank: torch.Tensor,
+    bank_labels: torch.Tensor,
+    num_classes: int,
+    k: int,
+    temperature: float,
+    block: int = BANK_BLOCK,
+    normalized: bool = False,
 ) -> torch.Tensor:
-    """Per-class sums of exp(s/T) over the k most cosine-similar bank items (inputs l2-normalised).
+    """Per-class sums of exp(s/T) over the k most cosine-similar bank items (queries l2-normalised,
+    the bank too when ``normalized``, else block by block in ``_nearest``).
 
     The weights are exp((s - s_max)/T): dividing a query's whole vote by the
     same exp(s_max/T) changes no prediction but avoids float overflow for small T.
     """
-    sims, idx = (queries @ bank.T).topk(k, dim=1)
+    sims, idx = _nearest(queries, bank, k, block, normalized)
     weights = ((sims - sims[:, :1]) / temperature).exp()
     scores = torch.zeros(len(queries), num_classes, device=queries.device, dtype=weights.dtype)
     return scores.scatter_add_(1, bank_labels[idx], weights)
@@ -111,23 +182,32 @@ def knn_accuracy(
     num_classes: int,
     k: int = 200,
     temperature: float = 0.1,
-    chunk: int = 512,
+    chunk: int = QUERY_CHUNK,
+    bank_block: int = BANK_BLOCK,
 ) -> tuple[Accuracy, Accuracy]:
     """Weighted kNN (Wu et al. 2018, the SimCLR/InstDisc monitor): top-1 and top-min(5, C) in percent.
 
     Features are l2-normalised; each test query takes its k most cosine-similar
     train items (k clipped to the bank size), each votes exp(s/T) for its
     label, and the class with the largest sum wins. Queries go in chunks of
-    ``chunk`` so memory is chunk x N_train, not N_test x N_train.
+    ``chunk`` and the bank in blocks of ``bank_block``, so memory is
+    chunk x bank_block, not N_test x N_train (nor a normalised copy of the bank).
     """
-    bank = F.normalize(train_feats.float(), dim=1)
+    bank = train_feats.float()
+    # a bank of one block is normalised once (a copy no larger than a block); a larger one block by
+    # block for every chunk of queries (a fraction 3 / chunk of the products' work), never copied whole
+    normalized = len(bank) <= bank_block
+    if normalized:
+        bank = F.normalize(bank, dim=1)
     queries = F.normalize(test_feats.to(bank.device).float(), dim=1)
     bank_labels = train_labels.to(bank.device, torch.long)
     labels = test_labels.to(bank.device, torch.long)
     k_eff, top = min(k, len(bank)), min(5, num_classes)
     hit1 = hitk = torch.zeros((), dtype=torch.long, device=bank.device)
     for start in range(0, len(queries), chunk):
-        scores = _knn_scores(queries[start : start + chunk], bank, bank_labels, num_classes, k_eff, temperature)
+        scores = _knn_scores(
+            queries[start : start + chunk], bank, bank_labels, num_classes, k_eff, temperature, bank_block, normalized
+        )
         c1, ck = _topk_correct(scores, labels[start : start + chunk], top)
         hit1, hitk = hit1 + c1, hitk + ck
     protocol = (
@@ -219,8 +299,8 @@ def linear_eval(
     """
     device = train_feats.device
     mean, std = _standardizer(train_feats.float())
-    x_train = (train_feats.float() - mean) / std
-    x_test = (test_feats.to(device).float() - mean) / std
+    x_train = train_feats.float().sub(mean).div_(std)  # one copy of the features, not two
+    x_test = test_feats.to(device).float().sub(mean).div_(std)
     y_train = train_labels.to(device, torch.long)
     y_test = test_labels.to(device, torch.long)
     batch = min(batch_size, len(x_train))
@@ -242,9 +322,9 @@ def linear_eval(
 
 def evaluate_encoder(
     encoder: nn.Module,
-    train_images: torch.Tensor,
+    train_images: torch.Tensor | MappedImages,
     train_labels: torch.Tensor,
-    test_images: torch.Tensor,
+    test_images: torch.Tensor | MappedImages,
     test_labels: torch.Tensor,
     num_classes: int,
     cfg: EvalConfig,
@@ -254,14 +334,17 @@ def evaluate_encoder(
     linear: bool,
     channels_last: bool = False,
     autocast_dtype: torch.dtype | None = None,
+    size: int | None = None,
 ) -> list[Accuracy]:
     """Extract features of both splits once, then kNN (always) and linear evaluation (if ``linear``).
 
     ``linear`` is explicit rather than read from ``cfg.linear`` so the per-epoch
-    kNN monitor and the final evaluation can share one config.
+    kNN monitor and the final evaluation can share one config. Images may be
+    memory-mapped (``MappedImages``); ``size`` is the training resolution
+    (``augment.crop.size``; None: the stored size), see the module docstring.
     """
-    def feats(images: torch.Tensor) -> torch.Tensor:
-        return extract_features(encoder, images, cfg.batch_size, device, channels_last, autocast_dtype)
+    def feats(images: torch.Tensor | MappedImages) -> torch.Tensor:
+        return extract_features(encoder, images, cfg.batch_size, device, channels_last, autocast_dtype, size)
 
     train_feats, test_feats = feats(train_images), feats(test_images)
     results = list(

@@ -11,6 +11,12 @@ fallback and the baseline that ``python -m ablations bench`` compares the batche
 Reproducibility of the torchvision loader: every image's augmentation is seeded from
 (seed, epoch, dataset index), so the views do not depend on ``num_workers`` or on worker scheduling,
 and an epoch can be replayed exactly after a resume.
+
+Memory-mapped images (``data.in_memory``, ``core.data.MappedImages``): ``mapped_epoch`` draws the
+same permutation as ``batched_epoch``, reads each batch (only this rank's part of it under torchrun)
+from the map in a background thread (``core.data.prefetch``) and augments it on the device, so its
+views equal ``batched_epoch``'s bit for bit; the torchvision loader's workers read single images
+from the map.
 """
 
 from __future__ import annotations
@@ -20,9 +26,12 @@ from typing import Any, Callable, Iterator
 import torch
 import torchvision.transforms.v2 as v2
 
-from core.augment import blur_kernel_size, build_transform
+from core.augment import TwoViews, blur_kernel_size, build_transform
+from core.augment.center import center_view
 from core.augment.transforms import Transform
 from core.config import AugmentConfig
+from core.data.mapped_images import MappedImages
+from core.data.prefetch import prefetch
 
 ImageFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -48,10 +57,12 @@ class _PerImage:
 
 
 def torchvision_op(name: str, cfg: AugmentConfig, image_size: int) -> list[ImageFn]:
-    """The per-image torchvision equivalent of the batched op ``name`` (a list: some are two steps)."""
+    """The per-image torchvision equivalent of the batched op ``name`` (a list: some are two steps)
+    for input images of ``image_size``; a crop outputs ``crop.size`` (default: ``image_size``)."""
     if name == "crop":
         c = cfg.crop
-        ops: list[ImageFn] = [v2.RandomResizedCrop(image_size, scale=c.scale, ratio=c.ratio, antialias=True)]
+        out = c.size if c.size is not None else image_size
+        ops: list[ImageFn] = [v2.RandomResizedCrop(out, scale=c.scale, ratio=c.ratio, antialias=True)]
         if c.flip:
             ops.append(v2.RandomHorizontalFlip(0.5))
         return ops
@@ -65,15 +76,46 @@ def torchvision_op(name: str, cfg: AugmentConfig, image_size: int) -> list[Image
     return [_PerImage(build_transform(name, cfg))]
 
 
+class _Center:
+    """``core.augment.center.center_view`` of one image: the batched pipeline's own function."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return center_view(image, self.size)
+
+    def __repr__(self) -> str:
+        return f"Center({self.size})"
+
+
+def _chain(names: list[str], cfg: AugmentConfig, image_size: int) -> list[ImageFn]:
+    """The ops ``names`` in order for inputs of ``image_size``; each sees the size its input has
+    (after a crop: ``crop.size``), as in the batched pipeline."""
+    ops: list[ImageFn] = []
+    for name in names:
+        ops += torchvision_op(name, cfg, image_size)
+        if name == "crop" and cfg.crop.size is not None:
+            image_size = cfg.crop.size
+    return ops
+
+
 class TorchvisionViews:
     """Per-image two-view generator with the semantics of ``core.augment.TwoViews``.
 
-    ``image``: uint8 or float (C, H, W); returns two float32 views in [0, 1].
+    ``image``: uint8 or float (C, H, W) of side ``image_size``; returns two float32 views in [0, 1]
+    of side ``crop.size`` (default: ``image_size``).
     """
 
     def __init__(self, cfg: AugmentConfig, image_size: int) -> None:
         self.mode = cfg.mode
-        self.ops = v2.Compose([op for name in cfg.ops for op in torchvision_op(name, cfg, image_size)])
+        crop_size = cfg.crop.size if cfg.crop.size is not None else image_size
+        if cfg.mode == "asymmetric":  # ops see the shared crop
+            self.ops = v2.Compose(_chain(list(cfg.ops), cfg, crop_size))
+        elif "crop" not in cfg.ops and cfg.crop.size is not None:  # no crop brings them to crop.size
+            self.ops = v2.Compose([_Center(cfg.crop.size), *_chain(list(cfg.ops), cfg, crop_size)])
+        else:
+            self.ops = v2.Compose(_chain(list(cfg.ops), cfg, image_size))
         self.base_crop = v2.Compose(torchvision_op("crop", cfg, image_size))
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,7 +129,7 @@ class TorchvisionViews:
 class TwoViewDataset(torch.utils.data.Dataset):
     """Images (N, C, H, W) uint8 -> (view1, view2) per index, seeded by (seed, epoch, index)."""
 
-    def __init__(self, images: torch.Tensor, cfg: AugmentConfig, seed: int = 0) -> None:
+    def __init__(self, images: torch.Tensor | MappedImages, cfg: AugmentConfig, seed: int = 0) -> None:
         self.images = images
         self.views = TorchvisionViews(cfg, min(images.shape[2], images.shape[3]))
         self.seed = seed
@@ -112,14 +154,15 @@ class TorchvisionLoader:
 
     def __init__(
         self,
-        images: torch.Tensor,
+        images: torch.Tensor | MappedImages,
         cfg: AugmentConfig,
         batch_size: int,
         device: torch.device,
         seed: int = 0,
         num_workers: int = 2,
     ) -> None:
-        self.dataset = TwoViewDataset(images.cpu(), cfg, seed)
+        # forked workers share a memory map (file-backed pages), like a tensor in host memory
+        self.dataset = TwoViewDataset(images if isinstance(images, MappedImages) else images.cpu(), cfg, seed)
         self.batch_size = batch_size
         self.device = device
         self.seed = seed
@@ -166,3 +209,35 @@ def batched_epoch(
     for i in range(steps):
         batch = images[order[i * batch_size : (i + 1) * batch_size]]
         yield views(batch, aug_gen) if part is None else views(batch, aug_gen, part=part)
+
+
+def rank_rows(order: torch.Tensor, step: int, batch_size: int, part: slice | None) -> torch.Tensor:
+    """The rows of global batch ``step`` of the permutation ``order`` that this rank reads: all of
+    them in one process, else its ``part`` (``core.distributed.shard_slice``) of the batch."""
+    rows = order[step * batch_size : (step + 1) * batch_size]
+    return rows if part is None else rows[part]
+
+
+def mapped_epoch(
+    images: MappedImages,
+    views: TwoViews,
+    batch_size: int,
+    data_gen: torch.Generator,
+    aug_gen: torch.Generator,
+    device: torch.device,
+    part: slice | None = None,
+    depth: int = 2,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``batched_epoch`` for memory-mapped images: the same permutation (drawn on ``data_gen``'s
+    device, as there) and the same augmentation draws, but each batch, or this rank's ``part`` of it,
+    is read from the map ``depth`` batches ahead by a background thread and moved to ``device``.
+    ``views`` is a ``TwoViews``. The permutation comes to the host once per epoch (one sync)."""
+    steps = images.shape[0] // batch_size
+    order = torch.randperm(images.shape[0], generator=data_gen, device=data_gen.device).cpu()
+    jobs = (rank_rows(order, i, batch_size, part) for i in range(steps))
+    batches = prefetch(images, jobs, device, depth)
+    try:
+        for batch in batches:
+            yield views.of_part(batch, aug_gen, part, batch_size)
+    finally:
+        batches.close()  # stops the reading thread when the epoch is left early

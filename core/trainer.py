@@ -7,6 +7,10 @@ Under torchrun (K processes) one run spans K devices: every rank draws the same 
 augmentation parameters, augments and encodes its own 1/K of it, and the loss is computed over the
 global batch (core.distributed); BatchNorm is global by default (``train.sync_bn``). Only rank 0
 calls callbacks, evaluates and writes checkpoints; results are shared with every rank.
+
+Images in memory (``data.in_memory``) move to the training device once; memory-mapped ones stay in
+their files, and each step's batch (each rank's part of it) is read ahead by a background thread
+(``core.loaders.mapped_epoch``). Both give the same batches and augmentations, hence the same run.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from tqdm.auto import tqdm
 from core import checkpoint, distributed
 from core.augment import TwoViews
 from core.config import RunConfig
-from core.data import ImageSplits, load_dataset
-from core.loaders import TorchvisionLoader, batched_epoch
+from core.data import ImageSplits, MappedImages, load_dataset
+from core.loaders import TorchvisionLoader, batched_epoch, mapped_epoch
 from core.evaluate import Accuracy, evaluate_encoder
 from core.losses import contrastive_accuracy, loss_from_config
 from core.models import SimCLRModel
@@ -38,7 +42,9 @@ from core.optim import build_optimizer, build_scheduler
 CHECKPOINT_NAME = "checkpoint.pt"
 # Fields that may change between a run and its resumption without changing its result.
 # (The torchvision loader seeds each image's augmentation by index, so its worker count is neutral too.)
-_RESUME_NEUTRAL = {("train", "progress"), ("train", "log_every"), ("train", "checkpoint"), ("train", "loader_workers")}
+# (Where the images are read from, memory or a memory map, gives the same batches.)
+_RESUME_NEUTRAL = {("train", "progress"), ("train", "log_every"), ("train", "checkpoint"), ("train", "loader_workers"),
+                   ("data", "in_memory"), ("data", "memory_budget_gb")}
 
 
 class TrainingDiverged(RuntimeError):
@@ -61,8 +67,9 @@ class Callback:
 
     def on_run_info(self, info: dict[str, str]) -> None:
         """Called once before ``on_train_start`` with what the run really uses, resolved from the
-        config: ``device`` (e.g. cpu, cuda:0), ``device_name`` (the CPU or GPU model) and the
-        numerics (``numerics``, ``numerics.precision``, ``numerics.channels_last``)."""
+        config: ``device`` (e.g. cpu, cuda:0), ``device_name`` (the CPU or GPU model), the
+        numerics (``numerics``, ``numerics.precision``, ``numerics.channels_last``) and where the
+        images are read from (``data_placement``: in memory or memory-mapped, and why)."""
 
     def on_train_start(self, config: RunConfig, start_epoch: int) -> None:
         """Called once, after data and model are ready (start_epoch > 0 when resuming)."""
@@ -114,7 +121,7 @@ class Trainer:
         self.callbacks = list(callbacks) if self.dist.is_main else []  # rank 0 logs for the group
         self.device = distributed.join(self.dist, resolve_device(config.train.device))
         self.numerics = resolve_numerics(config.train.precision, config.train.channels_last, self.device)
-        self.splits = splits if splits is not None else load_dataset(config.data, seed=config.train.seed)
+        self.splits = splits if splits is not None else load_dataset(config.data, config.train.seed, self.device)
         self._check_batch()
         self.torchvision_loader: TorchvisionLoader | None = None
         if config.train.loader == "torchvision":  # images stay in host memory for the workers
@@ -125,6 +132,8 @@ class Trainer:
                 self.images, config.augment, config.train.batch_size, self.device,
                 seed=config.train.seed, num_workers=config.train.loader_workers,
             )
+        elif isinstance(self.splits.pretrain, MappedImages):  # read batch by batch (mapped_epoch)
+            self.images = self.splits.pretrain
         else:
             self.images = self.splits.pretrain.to(self.device)
         self.model = self._build_model()
@@ -300,6 +309,11 @@ class Trainer:
         """The two views of every batch of ``epoch``, from the configured ``train.loader``."""
         if self.torchvision_loader is not None:
             return self.torchvision_loader.epoch(epoch)
+        if isinstance(self.images, MappedImages):
+            return mapped_epoch(
+                self.images, self.views, self.config.train.batch_size, self.data_gen, self.aug_gen, self.device,
+                part=distributed.shard_slice(self.config.train.batch_size, self.dist),
+            )
         return batched_epoch(
             self.images, self.views, self.config.train.batch_size, self.data_gen, self.aug_gen,
             part=distributed.shard_slice(self.config.train.batch_size, self.dist),
@@ -344,8 +358,10 @@ class Trainer:
         }
 
     def run_info(self) -> dict[str, str]:
-        """What this run really uses: resolved device, its model name, numerics (see Callback.on_run_info)."""
-        return {"device": str(self.device), "device_name": device_name(self.device), **self.numerics.as_tags()}
+        """What this run really uses: resolved device, its model name, numerics, where the images are
+        (see Callback.on_run_info)."""
+        return {"device": str(self.device), "device_name": device_name(self.device), **self.numerics.as_tags(),
+                "data_placement": self.splits.placement}
 
     def evaluate(self, linear: bool) -> list[Accuracy]:
         """Evaluate the current encoder: kNN, plus linear evaluation when ``linear``."""
@@ -364,6 +380,7 @@ class Trainer:
             linear=linear,
             channels_last=self.channels_last,
             autocast_dtype=self.amp_dtype,
+            size=self.config.augment.crop.size,
         )
 
     def _knn_due(self, epoch: int) -> bool:
@@ -408,6 +425,7 @@ class Trainer:
         info = self.run_info()
         if self.dist.is_main:
             print(f"device {info['device']} ({info['device_name']}), {info['numerics']}", file=sys.stderr)
+            print(f"data {self.splits.name}: {info['data_placement']}", file=sys.stderr)
         self._call_back("on_run_info", info)
         self._call_back("on_train_start", self.config, self.start_epoch)
         started = time.perf_counter()

@@ -185,13 +185,15 @@ def test_test_classes_must_match_train(tmp_path: Path) -> None:
         load_dataset(_cfg(tmp_path, source="imagefolder", root=root))
 
 
-def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
+def test_corrupt_image_is_skipped_and_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = tmp_path / "imgs"
-    _write_tree(root)
+    expected = _write_tree(root)
     (root / "train" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"garbage" * 10)
-    with pytest.raises(DataError, match="cannot decode image") as err:
-        load_dataset(_cfg(tmp_path, source="imagefolder", root=root))
-    assert str(root / "train" / "dog" / "broken.jpg") in str(err.value)
+    with caplog.at_level(logging.WARNING, logger="core.data.store"):
+        s = load_dataset(_cfg(tmp_path, source="imagefolder", root=root))
+    assert f"{root / 'train' / 'dog' / 'broken.jpg'}: cannot decode image" in caplog.text
+    assert s.train_labels.tolist() == [0] * 4 + [1] * 3 + [2] * 2  # left out, labels still aligned
+    assert torch.equal(s.train_images, torch.stack(expected["train"]))
 
 
 def test_bmp_decodes_through_fallback(tmp_path: Path) -> None:

@@ -91,6 +91,16 @@ def test_two_processes_follow_the_single_process_loss_curve(runs):
     assert "N=256" in two["protocols"]["knn_top1"]
 
 
+def test_two_processes_reading_a_memory_map_train_exactly_as_from_memory(runs):
+    # each rank reads only its half of every global batch from the map (tests/test_mapped_training.py
+    # checks which rows); the group's run is the in-memory group's run, loss for loss
+    folder, _, two = runs
+    mapped = _train(folder, "two-mapped", 2, "--set", "data.in_memory=false", "--set", f"data.cache_dir={folder / 'cache'}")
+    assert _losses(mapped) == _losses(two)
+    assert mapped["metrics"]["linear_top1"] == two["metrics"]["linear_top1"]
+    assert mapped["metrics"]["knn_top1"] == two["metrics"]["knn_top1"]
+
+
 def test_per_rank_batch_norm_is_a_different_curve(runs):
     # guards the test above against being vacuous: local BN statistics change the first epoch
     folder, one, _ = runs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from core.augment.center import CenterView
 from core.augment.transforms import (
     ColorDistortion,
     Cutout,
@@ -43,6 +44,18 @@ def slice_params(params: list[Params], part: slice) -> list[Params]:
     return [{k: v[part] for k, v in p.items()} for p in params]
 
 
+def shaped_like(x: torch.Tensor, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
+    """A tensor of ``shape`` on ``x``'s device and dtype that owns no memory (for ``sample``, which
+    reads only shape, device and dtype)."""
+    return torch.empty((), device=x.device, dtype=x.dtype).expand(*shape)
+
+
+def output_shape(t: Transform, shape: tuple[int, ...] | torch.Size) -> tuple[int, ...]:
+    """The shape of ``t``'s output for an input of ``shape`` (only crops change it)."""
+    resize = getattr(t, "output_size", None)
+    return tuple(shape) if resize is None else (*shape[:2], *resize(shape[2], shape[3]))
+
+
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 (B, C, H, W) -> float32 in [0, 1] on the same device."""
     return images.float().div_(255.0)
@@ -59,10 +72,14 @@ class Compose:
         return self.apply(x, self.sample(x, generator))
 
     def sample(self, like: torch.Tensor, generator: torch.Generator) -> list[Params]:
-        """Every transformation's per-image parameters for a batch shaped like ``like``. Every
-        transformation keeps the batch's shape, so all can be drawn first (in the same order from
-        ``generator`` as drawing each just before its transformation)."""
-        return [t.sample(like, generator) for t in self.transforms]
+        """Every transformation's per-image parameters for a batch shaped like ``like``, all drawn
+        first (in the same order from ``generator`` as drawing each just before its transformation);
+        each is drawn for the shape its input will have (a crop to ``crop.size`` changes it)."""
+        params, shape = [], tuple(like.shape)
+        for t in self.transforms:
+            params.append(t.sample(like if shape == tuple(like.shape) else shaped_like(like, shape), generator))
+            shape = output_shape(t, shape)
+        return params
 
     def apply(self, x: torch.Tensor, params: list[Params]) -> torch.Tensor:
         """Run the chain on ``x`` with ``params`` (one entry per image of ``x``)."""
@@ -72,10 +89,14 @@ class Compose:
         # large allocations that glibc hands back to the kernel when freed, and page-faulting them in
         # again costs more than the arithmetic; slices stay in cache (2-3x faster at 32x32).
         per_chunk = max(1, CPU_CHUNK_ELEMENTS // x[0].numel())
-        out = torch.empty_like(x)
+        out: torch.Tensor | None = None
         for start in range(0, x.shape[0], per_chunk):
             part = slice(start, start + per_chunk)
-            out[part] = self._apply(x[part], slice_params(params, part))
+            y = self._apply(x[part], slice_params(params, part))
+            if out is None:  # a crop to crop.size changes the image size
+                out = x.new_empty((x.shape[0], *y.shape[1:]))
+            out[part] = y
+        assert out is not None
         return out
 
     def _apply(self, x: torch.Tensor, params: list[Params]) -> torch.Tensor:
@@ -89,11 +110,17 @@ class TwoViews:
 
     symmetric: view1 = ops(x), view2 = ops(x), independent parameters.
     asymmetric (Figure 5): base = crop(x), shared by both views; view1 = ops(base), view2 = base.
+
+    Views come out at ``crop.size``: symmetric ops without a crop start from the central view
+    (``core.augment.center``), as evaluation does, when ``crop.size`` is set.
     """
 
     def __init__(self, cfg: AugmentConfig) -> None:
         self.mode = cfg.mode
-        self.ops = Compose([build_transform(name, cfg) for name in cfg.ops])
+        ops = [build_transform(name, cfg) for name in cfg.ops]
+        if cfg.mode == "symmetric" and "crop" not in cfg.ops and cfg.crop.size is not None:
+            ops.insert(0, CenterView(cfg.crop.size))
+        self.ops = Compose(ops)
         self.base_crop = RandomResizedCrop(cfg.crop)
 
     def __call__(
@@ -106,12 +133,18 @@ class TwoViews:
         shared generator state and transform only their own shard, so the global batch's views are
         those of a single process, bit for bit, and no rank augments images it does not train on.
         """
-        full = images
-        if part is not None:
-            images = images[part]
+        batch_size = images.shape[0]
+        return self.of_part(images if part is None else images[part], generator, part, batch_size)
+
+    def of_part(
+        self, images: torch.Tensor, generator: torch.Generator, part: slice | None, batch_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The views of ``images``, which are ``part`` of a batch of ``batch_size`` images (the
+        whole batch when ``part`` is None): what ``self(batch, generator, part)`` returns, for a
+        rank that has read only its own part of the batch (a memory-mapped store)."""
         x = to_float(images) if images.dtype == torch.uint8 else images
         # sampling only reads the batch's shape, device and dtype
-        like = x if part is None else x.new_empty((full.shape[0], *x.shape[1:]))
+        like = shaped_like(x, (batch_size, *x.shape[1:]))
 
         def draw(t_sample: list[Params]) -> list[Params]:
             return t_sample if part is None else slice_params(t_sample, part)
@@ -119,6 +152,7 @@ class TwoViews:
         if self.mode == "asymmetric":
             crop = draw([self.base_crop.sample(like, generator)])[0]
             base = self.base_crop.apply(x, crop)
-            return self.ops.apply(base, draw(self.ops.sample(like, generator))), base
+            base_like = shaped_like(x, output_shape(self.base_crop, like.shape))
+            return self.ops.apply(base, draw(self.ops.sample(base_like, generator))), base
         v1 = self.ops.apply(x, draw(self.ops.sample(like, generator)))
         return v1, self.ops.apply(x, draw(self.ops.sample(like, generator)))

@@ -40,14 +40,23 @@ def _bernoulli(n: int, p: float, generator: torch.Generator, device: torch.devic
 
 class RandomResizedCrop:
     """Inception crop (area fraction and log-uniform aspect ratio, torchvision's 10 tries then a
-    centre-crop fallback), resized back to the input size by bilinear sampling, then a horizontal
-    flip with p = 0.5 when enabled. Crop and resize are one ``grid_sample`` over the whole batch."""
+    centre-crop fallback), resized by bilinear sampling to ``crop.size`` (default: back to the input
+    size), then a horizontal flip with p = 0.5 when enabled.
+
+    At the input size a crop is only ever enlarged, and crop and resize are one ``grid_sample``
+    (accelerators) or two batched matrix products (CPU). To another size a crop may shrink, so it
+    is resampled with torchvision's antialiased bilinear filter (``antialias=True``, what the
+    per-image loader uses), as two batched matrix products on every device."""
 
     name = "crop"
     attempts = 10
 
     def __init__(self, cfg: CropConfig) -> None:
         self.cfg = cfg
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) of the crops of an input of (height, width)."""
+        return (height, width) if self.cfg.size is None else (self.cfg.size, self.cfg.size)
 
     def sample(self, x: torch.Tensor, generator: torch.Generator) -> Params:
         b, _, height, width = x.shape
@@ -84,9 +93,22 @@ class RandomResizedCrop:
         return float(height), float(width)
 
     def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        out = self.output_size(x.shape[2], x.shape[3])
+        if out != tuple(x.shape[2:]):
+            return self._apply_resampled(x, params, out)
         if x.device.type == "cpu":
             return self._apply_separable(x, params)
         return self._apply_grid(x, params)
+
+    def _apply_resampled(self, x: torch.Tensor, params: Params, out: tuple[int, int]) -> torch.Tensor:
+        """Crop + antialiased bilinear resize to ``out`` as out = Ry @ x @ Rx^T, with per-sample
+        filter matrices equal to ``F.interpolate(mode="bilinear", antialias=True)``'s weights."""
+        b, c, height, width = x.shape
+        rx = _filter_matrix(params["left"], params["width"], width, out[1], x.dtype)
+        rx = torch.where(params["flip"].view(-1, 1, 1), rx.flip(1), rx)
+        ry = _filter_matrix(params["top"], params["height"], height, out[0], x.dtype)
+        cols = torch.bmm(x.reshape(b, c * height, width), rx.transpose(1, 2))
+        return torch.matmul(ry.unsqueeze(1), cols.view(b, c, height, out[1]))
 
     def _apply_separable(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         """Crop + bilinear resize as two batched matrix products, out = Ry @ x @ Rx^T, with per-sample
@@ -132,6 +154,21 @@ def _interpolation_matrix(start: torch.Tensor, length: torch.Tensor, size: int, 
     m.scatter_add_(2, (begin + i0).long().unsqueeze(2), (1 - lam).unsqueeze(2))
     m.scatter_add_(2, (begin + i1).long().unsqueeze(2), lam.unsqueeze(2))
     return m
+
+
+def _filter_matrix(start: torch.Tensor, length: torch.Tensor, size: int, out: int, dtype: torch.dtype) -> torch.Tensor:
+    """(B, out, size): row i holds the weights of output sample i over the ``size`` input samples when
+    the crop [start, start + length) is resized to ``out`` with the antialiased bilinear (triangle)
+    filter of ``F.interpolate(antialias=True)`` (and PIL): its support widens with the shrink factor,
+    and the weights are normalised over the taps that fall inside the crop."""
+    n = length.to(dtype).view(-1, 1, 1)
+    scale = n / out
+    support = torch.clamp(scale, min=1.0)  # half-width of the triangle, in input samples
+    centre = scale * (torch.arange(out, device=start.device, dtype=dtype).view(1, -1, 1) + 0.5)
+    rel = torch.arange(size, device=start.device, dtype=dtype).view(1, 1, -1) - start.to(dtype).view(-1, 1, 1)
+    weights = (1 - ((rel - centre + 0.5) / support).abs()).clamp_(min=0)
+    weights = weights * ((rel >= 0) & (rel < n)).to(dtype)
+    return weights / weights.sum(dim=2, keepdim=True)
 
 
 def _centre(pixel: torch.Tensor, size: int) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 Every file is written atomically (temp file in the same folder, fsync, os.replace) and the JSON
 sidecar ``meta.json`` is written last, so a reader sees either a complete entry or no entry. The
-sidecar records each file's size and SHA-256 and each array's shape and dtype; on load every file
+sidecar records each file's size and SHA-256 (whole, and per chunk of rows: ``core.data.checksums``)
+and each array's shape and dtype; on load every file
 is checked against it, so a file torn or corrupted later (a full disk, a copy cut short, a bad
 sector) is reported with a warning naming it and rebuilt from the source, never used.
 """
@@ -23,11 +24,13 @@ import numpy as np
 
 from core.atomic import write_atomic
 from core.config import DataConfig
+from core.data.checksums import array_chunks
+from core.data.class_list import selected_classes
 from core.data.splits import Decoded
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2  # bump when decoding or the sidecar changes, so old entries stop matching
+FORMAT = 3  # bump when decoding or the sidecar changes, so old entries stop matching (3: chunk checksums)
 META = "meta.json"
 
 
@@ -76,6 +79,7 @@ def entry_dir(cfg: DataConfig, part: str) -> Path:
         "root": str(root),
         "fingerprint": fingerprint(root, cache_dir),
         "image_size": cfg.image_size,
+        "classes": selected_classes(cfg.classes),  # the resolved names: a list and its file are one entry
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return cache_dir / f"{cfg.source}-{part}-{digest}"
@@ -107,8 +111,14 @@ def _sha256(path: Path) -> str:
 
 
 def _file_spec(path: Path, array: np.ndarray) -> dict[str, Any]:
-    """What a reader checks the written file against."""
-    return {"shape": list(array.shape), "dtype": str(array.dtype), "bytes": path.stat().st_size, "sha256": _sha256(path)}
+    """What a reader checks the written file against: the whole file, and each chunk of rows."""
+    return {
+        "shape": list(array.shape),
+        "dtype": str(array.dtype),
+        "bytes": path.stat().st_size,
+        "sha256": _sha256(path),
+        "chunks": array_chunks(path, array.shape, array.dtype),
+    }
 
 
 def save(entry: Path, decoded: Decoded) -> None:
@@ -120,7 +130,7 @@ def save(entry: Path, decoded: Decoded) -> None:
         for name, array in decoded.arrays.items():
             _atomic_write(entry / f"{name}.npy", partial(_save_npy, array=array))
             arrays[name] = _file_spec(entry / f"{name}.npy", array)
-        meta = {"classes": decoded.classes, "arrays": arrays}
+        meta = {"format": FORMAT, "classes": decoded.classes, "arrays": arrays}
         _atomic_write(entry / META, lambda f: f.write(json.dumps(meta, indent=1).encode()))
         _fsync_dir(entry)
     except OSError as exc:

@@ -1,17 +1,16 @@
 """Image bytes -> uint8 (C,H,W) tensors, and resizing to one square size.
 
-Decoding is plain serial ``torchvision.io.decode_image`` (about 2.5 s for CIFAR-10's 60k JPEGs on
-one core, PIL takes about 1.7x as long; threads only add GIL contention), with PIL as the fallback
-for formats torchvision cannot read (BMP). torchvision 0.29 deprecates its image codecs in favour
-of TorchCodec, which this project does not depend on; ``decode_many`` silences that one warning.
+Decoding is ``torchvision.io.decode_image`` (about 2.5 s for CIFAR-10's 60k JPEGs on one core, PIL
+takes about 1.7x as long; threads only add GIL contention; ``core.data.store`` runs it in worker
+processes), with PIL as the fallback for formats torchvision cannot read (BMP). torchvision 0.29
+deprecates its image codecs in favour of TorchCodec, which this project does not depend on;
+``core.data.store_rows`` silences that one warning.
 """
 
 from __future__ import annotations
 
 import io
 import re
-import warnings
-from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -66,35 +65,3 @@ def fit_array(images: np.ndarray, size: int | None) -> np.ndarray:
         chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + _RESIZE_CHUNK]))
         out[start : start + _RESIZE_CHUNK] = resize_center_crop(chunk, size).numpy()
     return out
-
-
-def decode_many(items: Sequence[tuple[str, Callable[[], bytes]]], size: int | None, where: str) -> np.ndarray:
-    """Decode (name, read-bytes) items into one (N,3,H,W) uint8 array.
-
-    With ``size`` each image is resized as it is decoded; without it every image must already
-    share the first image's size, otherwise DataError points at ``data.image_size``.
-    """
-    if not items:
-        raise DataError(f"{where}: no images to decode")
-    out: torch.Tensor | None = None
-    first = items[0][0]
-    with warnings.catch_warnings():  # else one DeprecationWarning per image (see module doc)
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torchvision\.io")
-        for i, (name, read) in enumerate(items):
-            img = decode_image_bytes(read(), name)
-            if size is not None:
-                img = resize_center_crop(img, size)
-            if out is None:
-                out = torch.empty((len(items), *img.shape), dtype=torch.uint8)
-            elif img.shape != out.shape[1:]:
-                raise DataError(
-                    f"{where}: images differ in size ({first} is {_hw(out.shape[1:])}, {name} is {_hw(img.shape)}); "
-                    "set data.image_size to resize and center-crop them all to one size"
-                )
-            out[i] = img
-    assert out is not None
-    return out.numpy()
-
-
-def _hw(shape: Sequence[int]) -> str:
-    return f"{shape[-2]}x{shape[-1]}"

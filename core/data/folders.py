@@ -1,8 +1,8 @@
 """imagefolder and tarball sources: a train/ + test/ (or val/) tree with one folder per class.
 
-Both list the tree as relative POSIX paths, plan it with ``plan_tree`` and decode it with
-``decode_plan``; they differ only in where the bytes come from (a file or an archive member).
-Archive members are read straight from the tar stream, never extracted to disk.
+Both are listed as relative POSIX paths and planned with ``plan_tree`` (which files, which label);
+``core.data.store`` decodes the plan into the on-disk store. They differ only in where the bytes
+come from: a file, or an archive member read straight from the tar stream, never extracted to disk.
 """
 
 from __future__ import annotations
@@ -10,17 +10,13 @@ from __future__ import annotations
 import os
 import tarfile
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
-import numpy as np
+from tqdm.auto import tqdm
 
-from core.config import DataConfig
-from core.data.decode import decode_many
 from core.data.errors import DataError
-from core.data.splits import Decoded
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 _SPLIT_DIRS = ("train", "test", "val")
@@ -62,8 +58,12 @@ def _tree_prefix(parts: list[tuple[str, ...]]) -> tuple[str, ...] | None:
     return (tops.pop(),) if len(tops) == 1 else None
 
 
-def plan_tree(paths: Iterable[str], where: str) -> TreePlan:
-    """Group image paths into train and test (test/, else val/) lists of (path, label)."""
+def plan_tree(paths: Iterable[str], where: str, classes: list[str] | None = None) -> TreePlan:
+    """Group image paths into train and test (test/, else val/) lists of (path, label).
+
+    ``classes`` (sorted names, from ``data.classes``) keeps only those class folders; a name that
+    train/ does not hold is a DataError naming it and the tree.
+    """
     parts = [_parts(p) for p in paths if is_image_path(p)]
     prefix = _tree_prefix(parts)
     if prefix is None:
@@ -76,6 +76,16 @@ def plan_tree(paths: Iterable[str], where: str) -> TreePlan:
     test_dir = "test" if "test" in groups else "val" if "val" in groups else None
     if "train" not in groups or test_dir is None:
         raise DataError(f"{where}: {_LAYOUT} (found images only under {sorted(groups)})")
+    if classes is not None:
+        unknown = sorted(set(classes) - set(groups["train"]))
+        if unknown:
+            shown = ", ".join(unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
+            raise DataError(
+                f"{where}: data.classes names {len(unknown)} class(es) that train/ does not hold: {shown} "
+                f"(the tree has {len(groups['train'])} classes, e.g. {min(groups['train'])})"
+            )
+        keep = set(classes)
+        groups = {split: {c: files for c, files in g.items() if c in keep} for split, g in groups.items()}
     classes = sorted(groups["train"])
     test_classes = sorted(groups[test_dir])
     if test_classes != classes:
@@ -91,32 +101,12 @@ def plan_tree(paths: Iterable[str], where: str) -> TreePlan:
     return TreePlan(classes, entries("train"), entries(test_dir))
 
 
-def decode_plan(
-    plan: TreePlan, read: Callable[[str], bytes], display: Callable[[str], str], size: int | None, where: str
-) -> Decoded:
-    """Decode both splits of a plan; ``display`` turns a tree path into the name errors show."""
-    arrays: dict[str, np.ndarray] = {}
-    for split, entries in (("train", plan.train), ("test", plan.test)):
-        items = [(display(path), partial(read, path)) for path, _ in entries]
-        arrays[f"{split}_images"] = decode_many(items, size, where)
-        arrays[f"{split}_labels"] = np.array([label for _, label in entries], dtype=np.int64)
-    train_hw, test_hw = arrays["train_images"].shape[2:], arrays["test_images"].shape[2:]
-    if train_hw != test_hw:
-        raise DataError(
-            f"{where}: train images are {train_hw[0]}x{train_hw[1]} but test images are "
-            f"{test_hw[0]}x{test_hw[1]}; set data.image_size to resize them to one size"
-        )
-    return Decoded(arrays, plan.classes)
-
-
 def _missing(path: Path, kind: str) -> str:
     return "does not exist" if not path.exists() else f"is not a {kind}"
 
 
-def load_imagefolder(cfg: DataConfig) -> Decoded:
-    """Decode ``root/train`` and ``root/test`` (or ``root/val``)."""
-    assert cfg.root is not None
-    root = cfg.root.expanduser()
+def list_folder(root: Path) -> list[str]:
+    """Relative POSIX paths of every file under ``root``'s split folders; DataError if no folder."""
     if not root.is_dir():
         raise DataError(f"{root}: {_missing(root, 'folder')}; {_LAYOUT}")
     paths: list[str] = []
@@ -124,42 +114,60 @@ def load_imagefolder(cfg: DataConfig) -> Decoded:
         for folder, _, files in os.walk(root / split, followlinks=True):
             rel = Path(folder).relative_to(root).as_posix()
             paths.extend(f"{rel}/{f}" for f in files)
-
-    def read(path: str) -> bytes:
-        try:
-            return (root / path).read_bytes()
-        except OSError as exc:
-            raise DataError(f"{root / path}: cannot read ({exc.strerror})") from None
-
-    return decode_plan(plan_tree(paths, str(root)), read, lambda p: str(root / p), cfg.image_size, str(root))
+    return paths
 
 
-def _read_members(path: Path) -> dict[str, bytes]:
-    """Bytes of every image member, keyed by normalised path, in one pass over the archive."""
-    blobs: dict[str, bytes] = {}
+def read_file(root: Path, path: str) -> bytes:
+    """The bytes of ``root/path``; OSError (unreadable file) is left to the caller, who skips it."""
+    return (root / path).read_bytes()
+
+
+def _check_archive(path: Path) -> None:
+    if not path.is_file():
+        raise DataError(f"{path}: {_missing(path, 'file')} (expected a .tar.gz, .tgz or .tar; {_LAYOUT})")
+
+
+def stream_tarball(path: Path, wanted: Callable[[str], bool] | None = None) -> Iterator[tuple[str, bytes]]:
+    """(normalised path, bytes) of each image member ``wanted`` accepts (all without it), in
+    archive order, in one sequential pass: a .tar.gz cannot be read out of order cheaply."""
+    _check_archive(path)
     try:
         with tarfile.open(path, "r|*") as tf:  # stream mode: one sequential pass, no seeks
             for member in tf:
                 name = "/".join(_parts(member.name))
-                if member.isfile() and is_image_path(name):
+                if member.isfile() and is_image_path(name) and (wanted is None or wanted(name)):
                     fileobj = tf.extractfile(member)
                     assert fileobj is not None
-                    blobs[name] = fileobj.read()
+                    yield name, fileobj.read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: not a readable tar archive ({exc})") from None
-    return blobs
 
 
-def load_tarball(cfg: DataConfig) -> Decoded:
-    """Decode an imagefolder tree stored in a .tar.gz/.tgz/.tar, at its top or under one folder."""
-    assert cfg.root is not None
-    path = cfg.root.expanduser()
-    if not path.is_file():
-        raise DataError(f"{path}: {_missing(path, 'file')} (expected a .tar.gz, .tgz or .tar; {_LAYOUT})")
-    blobs = _read_members(path)
-    plan = plan_tree(blobs, str(path))
-    # pop: each member is read once, so its bytes can be freed as soon as it is decoded
-    return decode_plan(plan, blobs.pop, lambda p: f"{path}:{p}", cfg.image_size, str(path))
+def list_tarball(path: Path, progress: bool | None = None) -> dict[str, int]:
+    """Image member path -> size in bytes, from one pass over the archive that reads no image."""
+    _check_archive(path)
+    sizes: dict[str, int] = {}
+    try:
+        with open(path, "rb") as raw, tqdm.wrapattr(
+            raw, "read", total=path.stat().st_size, desc="listing archive", disable=_no_bar(progress)
+        ) as counted, tarfile.open(fileobj=counted, mode="r|*") as tf:
+            for member in tf:
+                name = "/".join(_parts(member.name))
+                if member.isfile() and is_image_path(name):
+                    sizes[name] = member.size
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: not a readable tar archive ({exc})") from None
+    return sizes
+
+
+def _no_bar(progress: bool | None) -> bool | None:
+    """tqdm's ``disable``: None (the default) draws bars only on a terminal."""
+    return None if progress is None else not progress
+
+
+def _read_members(path: Path) -> dict[str, bytes]:
+    """Bytes of every image member, keyed by normalised path (small archives: it is all in memory)."""
+    return dict(stream_tarball(path))
 
 
 def tarball_stem(path: Path) -> str:

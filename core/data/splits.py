@@ -7,6 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.data.mapped_images import MappedImages
+
+Images = torch.Tensor | MappedImages
+"""A split's images: a tensor in memory, or a view of memory-mapped files (``data.in_memory``)."""
+
 
 @dataclass(frozen=True)
 class Decoded:
@@ -22,19 +27,21 @@ class Decoded:
 
 @dataclass(frozen=True, eq=False)
 class ImageSplits:
-    """Decoded dataset: uint8 tensors (N,C,H,W) on CPU plus int64 labels.
+    """Decoded dataset: uint8 images (N,C,H,W) on CPU, in memory or memory-mapped, plus int64 labels.
 
-    ``pretrain`` is the very same tensor object as ``train_images`` unless extra unlabeled
+    ``pretrain`` is the very same object as ``train_images`` unless extra unlabeled
     images (STL-10 ``unlabeled``) are added, so callers can tell the two cases apart with ``is``.
+    ``placement`` says where the images are and why (``data.in_memory``), for the run's log.
     """
 
     name: str
-    pretrain: torch.Tensor
-    train_images: torch.Tensor
+    pretrain: Images
+    train_images: Images
     train_labels: torch.Tensor
-    test_images: torch.Tensor
+    test_images: Images
     test_labels: torch.Tensor
     classes: list[str]
+    placement: str = "in memory"
 
     def __post_init__(self) -> None:
         for field in ("pretrain", "train_images", "test_images"):
