@@ -47,6 +47,13 @@ _RESUME_NEUTRAL = {("train", "progress"), ("train", "log_every"), ("train", "che
                    ("data", "in_memory"), ("data", "memory_budget_gb")}
 
 
+def _with_defaults(saved: Any, defaults: Any) -> Any:
+    """``saved`` with every key it lacks (at any depth) taken from ``defaults``."""
+    if not (isinstance(saved, dict) and isinstance(defaults, dict)):
+        return saved
+    return {**saved, **{k: _with_defaults(saved.get(k, v), v) for k, v in defaults.items()}}
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the run cannot continue."""
 
@@ -268,13 +275,13 @@ class Trainer:
 
     def _check_same_config(self, saved: dict[str, Any], path: Path) -> None:
         current = json.loads(self.config.model_dump_json())
-        defaults = json.loads(RunConfig().model_dump_json())  # a field newer than the checkpoint has its default
+        # a field newer than the checkpoint, at any depth (augment.crop.size), has its default
+        saved = _with_defaults(saved, json.loads(RunConfig().model_dump_json()))
         differing = [
             f"{section}.{key}"
             for section in current
             for key in current[section]
-            if (section, key) not in _RESUME_NEUTRAL
-            and saved.get(section, {}).get(key, defaults[section][key]) != current[section][key]
+            if (section, key) not in _RESUME_NEUTRAL and saved[section][key] != current[section][key]
         ]
         if differing:
             raise checkpoint.CheckpointError(

@@ -45,3 +45,24 @@ def test_where_the_images_are_held_is_not_identity_but_which_images_and_crop_are
         study = _study(tmp_path, changed)
         assert fingerprint(study) != "afbe275914faa4a1", changed
         assert config_digest(study.base) != "e2ee359ae9", changed
+
+
+def test_a_checkpoint_written_before_the_new_fields_resumes_and_a_changed_field_still_refuses(tmp_path):
+    import json
+
+    import pytest
+
+    from core.checkpoint import CheckpointError
+    from core.trainer import Trainer
+    from tests.test_trainer import tiny_config
+
+    config = tiny_config(**{"train.epochs": 1, "eval.linear": False, "eval.knn_every": 0})
+    trainer = Trainer(config, tmp_path)
+    saved = json.loads(config.model_dump_json())
+    del saved["augment"]["crop"]["size"]  # nested: the whole augment.crop section used to differ
+    for key in ("classes", "in_memory", "memory_budget_gb"):
+        del saved["data"][key]
+    trainer._check_same_config(saved, tmp_path / "checkpoint.pt")
+    saved["augment"]["crop"]["scale"] = [0.2, 1.0]
+    with pytest.raises(CheckpointError, match="augment.crop"):
+        trainer._check_same_config(saved, tmp_path / "checkpoint.pt")
