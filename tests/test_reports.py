@@ -409,7 +409,7 @@ def test_report_tables_hold_what_mlflow_holds(real_study):
         assert rows[key][2] == f"{c_mean:.2f} ± {c_std:.2f} (n=2)", key  # Table 5's contrastive acc., ours
     assert rows[("yes", 0.1)][5] == "64.4" and rows[("no", 10.0)][3] == "not run"
     verdicts = json.loads((folder / "reports_out" / "tinytemp" / "summary.json").read_text())["verdicts"]
-    norm = next(v for v in verdicts if v["claim"].startswith("l2-normalized"))
+    norm = next(v for v in verdicts if v["claim"].startswith("l2 normalization"))
     best = {k: np.mean(v) for k, v in expected.items()}
     want = max(v for k, v in best.items() if k[0] == "yes") - max(v for k, v in best.items() if k[0] == "no")
     assert norm["difference"] == pytest.approx(want) and norm["seeds"] == 2
