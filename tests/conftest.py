@@ -84,3 +84,20 @@ def mlflow_server_process(tmp_path):
 def mlflow_server(mlflow_server_process):
     """`mlflow server` bound to 127.0.0.1 on a free port, with its own SQLite store; yields its URL."""
     return mlflow_server_process.url
+
+
+@pytest.fixture
+def decode_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts calls of torchvision's decoder as used by core.data.decode (in this process: builds
+    small enough to decode without worker processes)."""
+    from core.data import decode as decode_module
+
+    calls: list[int] = []
+    real = decode_module.decode_image
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(decode_module, "decode_image", counting)
+    return calls

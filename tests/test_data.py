@@ -18,7 +18,6 @@ import pytest
 import torch
 from PIL import Image
 
-import core.data.decode as decode_module
 from core.config import DataConfig, SyntheticConfig
 from core.data import DataError, ImageSplits, load_dataset
 from core.data.subset import allocate, stratified_indices
@@ -110,20 +109,6 @@ def _idx_folder(root: Path, gz: bool) -> dict[str, np.ndarray]:
         _write_idx(root / f"{prefix}-images-idx3-ubyte{ext}", data[f"{split}_images"], 0x00000803)
         _write_idx(root / f"{prefix}-labels-idx1-ubyte{ext}", data[f"{split}_labels"], 0x00000801)
     return data
-
-
-@pytest.fixture
-def decode_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts calls of torchvision's decoder as used by core.data.decode."""
-    calls: list[int] = []
-    real = decode_module.decode_image
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(decode_module, "decode_image", counting)
-    return calls
 
 
 # ---------------------------------------------------------------- imagefolder and tarball

@@ -25,7 +25,6 @@ from PIL import Image
 
 from core.config import DataConfig
 from core.data import DataError, load_dataset, store, store_rows
-from core.data import decode as decode_module
 from core.data.cache import entry_dir, load
 from core.data.class_list import builtin_lists, parse_class_file, selected_classes
 from core.data.decode import decode_image_bytes, resize_center_crop
@@ -131,20 +130,6 @@ def _check_checksums(entry: Path) -> None:
             assert hashlib.sha256(data[chunk["bytes"][0] : chunk["bytes"][1]]).hexdigest() == chunk["sha256"]
             rows = b
         assert rows == spec["shape"][0] == array.shape[0]
-
-
-@pytest.fixture
-def decode_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts calls of torchvision's decoder as used by core.data.decode (in-process builds)."""
-    calls: list[int] = []
-    real = decode_module.decode_image
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(decode_module, "decode_image", counting)
-    return calls
 
 
 # ---------------------------------------------------------------- the build
