@@ -11,8 +11,15 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 data=${1:?usage: run.sh DATA  (CIFAR-10 as a torchvision root, an ImageFolder tree or a .tar.gz of one)}
 studies=${STUDIES:-color_strength projection_head temperature loss_functions batch_size_epochs augment_pairs}
+failed=""
 for study in $studies; do
   echo "== $(date -u +%FT%TZ) $study"
-  python -m ablations run "$repo/studies/$study.yaml" --scale cpu --data "$data" --no-progress
+  # one study refused (say, its file changed since this folder ran it) must not stop the others
+  python -m ablations run "$repo/studies/$study.yaml" --scale cpu --data "$data" --no-progress \
+    || { echo "== $study exited $?"; failed="$failed $study"; }
 done
+if [ -n "$failed" ]; then
+  echo "== $(date -u +%FT%TZ) done, except:$failed"
+  exit 1
+fi
 echo "== $(date -u +%FT%TZ) all done"
