@@ -515,14 +515,17 @@ def batch_size_epochs(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> Kin
     main.index.name = "epochs \\ batch size"
 
     def judge(cells: dict[Any, Cell]) -> list[Verdict]:
+        """The claims on a grid's own corners (ours, or the paper's, whose grid is another one)."""
         if not accuracy_metric(metric):
             return []
+        batches = sorted({k[0] for k in cells})
+        epochs = sorted({k[1] for k in cells})
         if len(batches) < 2 or len(epochs) < 2:
             return [not_checked("larger batches help at few epochs", "needs at least 2 batch sizes and 2 epoch budgets")]
         b0, b1, e0, e1 = batches[0], batches[-1], epochs[0], epochs[-1]
         big_short, small_short = est(cells, (b1, e0), f"batch {b1} @ {e0} ep"), est(cells, (b0, e0), f"batch {b0} @ {e0} ep")
         verdicts = [
-            check_greater(f"with the fewest epochs ({e0}) the largest batch beats the smallest", big_short, small_short),
+            check_greater("with the fewest epochs the largest batch beats the smallest", big_short, small_short),
             check_greater("training longer helps (mean over batch sizes)",
                           mean_of(f"{e1} epochs", [est(cells, (b, e1)) for b in batches]),
                           mean_of(f"{e0} epochs", [est(cells, (b, e0)) for b in batches])),
@@ -536,7 +539,11 @@ def batch_size_epochs(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> Kin
             verdicts.append(check_greater(claim, gap_short, gap_long))
         return verdicts
 
-    verdicts = with_paper(judge(cells), judge(paper_twin(cells, paper)))
+    # our grid (64-512 x 10-40 at the cpu scale) need not overlap the paper's (256-8192 x 100-800):
+    # the paper's side of each claim is the same comparison on the corners of its own grid
+    paper_cells = {k: Cell(estimate(f"{k}", v[0], math.nan, 1), math.nan) for k, v in paper.items()}
+    ours, theirs = judge(cells), judge(paper_cells)
+    verdicts = with_paper(ours, theirs) if [v.claim for v in ours] == [v.claim for v in theirs] else ours
 
     def draw() -> Any:
         fig, axes_ = _new_fig(2)
