@@ -153,13 +153,16 @@ def est(cells: dict[Any, Cell], key: Any, label: str | None = None) -> Estimate:
     return cell.est if label is None else Estimate(label, cell.est.mean, cell.est.se, cell.est.n, cell.est.failed)
 
 
+def paper_cells(paper: dict[Any, Any]) -> dict[Any, Cell]:
+    """The paper's ``(value, source, confidence)`` entries as cells of one "seed", without spread."""
+    return {k: Cell(estimate(label_of(k), float(v[0]), math.nan, 1), math.nan) for k, v in paper.items()}
+
+
 def paper_twin(cells: dict[Any, Cell], paper: dict[Any, Any]) -> dict[Any, Cell]:
-    """The paper's number for each of our cells (one "seed", no spread), missing where it has none:
-    the same keys as ``cells``, so a claim judged on both compares the same cells."""
-    return {
-        k: Cell(estimate(cell.est.label, float(paper[k][0]), math.nan, 1) if k in paper else missing(cell.est.label), math.nan)
-        for k, cell in cells.items()
-    }
+    """The paper's cell for each of our cells, missing where it has none: the same keys as
+    ``cells``, so a claim judged on both compares the same cells."""
+    theirs = paper_cells(paper)
+    return {k: theirs.get(k, Cell(missing(cell.est.label), math.nan)) for k, cell in cells.items()}
 
 
 def ours_paper(cell: Cell | None, paper: float | None) -> str:
@@ -541,9 +544,7 @@ def batch_size_epochs(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> Kin
 
     # our grid (64-512 x 10-40 at the cpu scale) need not overlap the paper's (256-8192 x 100-800):
     # the paper's side of each claim is the same comparison on the corners of its own grid
-    paper_cells = {k: Cell(estimate(f"{k}", v[0], math.nan, 1), math.nan) for k, v in paper.items()}
-    ours, theirs = judge(cells), judge(paper_cells)
-    verdicts = with_paper(ours, theirs) if [v.claim for v in ours] == [v.claim for v in theirs] else ours
+    verdicts = with_paper(judge(cells), judge(paper_cells(paper)))
 
     def draw() -> Any:
         fig, axes_ = _new_fig(2)

@@ -142,11 +142,12 @@ def check_greater(claim: str, a: Estimate, b: Estimate, margin: float = 0.0, k: 
 def with_paper(ours: list[Verdict], paper: list[Verdict]) -> list[Verdict]:
     """``ours`` with the paper's side of each claim in ``extra["paper"]``: the same comparison
     (same cells, same averaging or best-of) judged on the paper's numbers, so a reader sees what
-    the paper measured for exactly what we compared. A side the paper has no number for is None."""
-    for mine, theirs in zip(ours, paper, strict=True):
-        if mine.claim != theirs.claim:
-            raise ValueError(f"claims out of step: {mine.claim!r} vs {theirs.claim!r}")
-        if math.isfinite(theirs.mean_a) or math.isfinite(theirs.mean_b):
+    the paper measured for exactly what we compared. Claims pair by their text; a claim the paper's
+    side did not make, or a side the paper has no number for, gets none."""
+    by_claim = {v.claim: v for v in paper}
+    for mine in ours:
+        theirs = by_claim.get(mine.claim)
+        if theirs is not None and (math.isfinite(theirs.mean_a) or math.isfinite(theirs.mean_b)):
             mine.extra["paper"] = {
                 "a": theirs.mean_a if math.isfinite(theirs.mean_a) else None,
                 "b": theirs.mean_b if math.isfinite(theirs.mean_b) else None,
