@@ -98,9 +98,8 @@ class WorkerReport:
 # ---------------------------------------------------------------------- opening the study
 def fingerprint(study: Study) -> str:
     """Hash of everything that decides the trials' results; progress bars, devices and data paths excluded."""
-    base = study.base.model_dump(mode="json", exclude=identity_exclusions(study.base))
-    base["train"] = {k: v for k, v in base["train"].items() if k not in _NEUTRAL_TRAIN}
-    base["data"] = {k: v for k, v in base["data"].items() if k not in _NEUTRAL_DATA}
+    exclude = identity_exclusions(study.base, {"train": _NEUTRAL_TRAIN, "data": _NEUTRAL_DATA})
+    base = study.base.model_dump(mode="json", exclude=exclude)
     axes = {
         "base": base,
         "grid": study.grid,

@@ -70,6 +70,5 @@ def load_run_config(path: Path | None, overrides: dict[str, Any] | None = None) 
 
 def config_digest(config: RunConfig) -> str:
     """Short stable hash of every setting: the same config always maps to the same run directory."""
-    neutral = identity_exclusions(config)
-    neutral["train"] = {"progress": True, "log_every": True}
+    neutral = identity_exclusions(config, {"train": {"progress", "log_every"}})
     return hashlib.sha256(config.model_dump_json(exclude=neutral).encode()).hexdigest()[:10]

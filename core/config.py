@@ -323,12 +323,15 @@ PLACEMENT_ONLY = ("data.in_memory", "data.memory_budget_gb")
 either way, so these are never part of a config's identity."""
 
 
-def identity_exclusions(config: RunConfig) -> dict[str, Any]:
-    """A nested ``model_dump(exclude=...)`` spec of the fields that are not part of ``config``'s identity."""
+def identity_exclusions(config: RunConfig, also: dict[str, set[str]] | None = None) -> dict[str, Any]:
+    """A nested ``model_dump(exclude=...)`` spec of the fields that are not part of ``config``'s
+    identity: the placement-only ones, those added later while at their defaults, and ``also``
+    (section -> field names a caller leaves out too, e.g. progress bars)."""
     spec: dict[str, Any] = {}
     dumped = config.model_dump(mode="python")
     added = [d for d, default in ADDED_LATER.items() if _dotted_value(dumped, d) == default]
-    for dotted in (*PLACEMENT_ONLY, *added):
+    extra = [f"{section}.{name}" for section, names in (also or {}).items() for name in names]
+    for dotted in (*PLACEMENT_ONLY, *added, *extra):
         *parents, last = dotted.split(".")
         node = spec
         for part in parents:

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from core import checkpoint, distributed
 from core.augment import TwoViews
-from core.config import RunConfig
+from core.config import PLACEMENT_ONLY, RunConfig
 from core.data import ImageSplits, MappedImages, load_dataset
 from core.loaders import TorchvisionLoader, batched_epoch, mapped_epoch
 from core.evaluate import Accuracy, evaluate_encoder
@@ -42,9 +42,9 @@ from core.optim import build_optimizer, build_scheduler
 CHECKPOINT_NAME = "checkpoint.pt"
 # Fields that may change between a run and its resumption without changing its result.
 # (The torchvision loader seeds each image's augmentation by index, so its worker count is neutral too.)
-# (Where the images are read from, memory or a memory map, gives the same batches.)
+# (Where the images are read from, memory or a memory map, gives the same batches: PLACEMENT_ONLY.)
 _RESUME_NEUTRAL = {("train", "progress"), ("train", "log_every"), ("train", "checkpoint"), ("train", "loader_workers"),
-                   ("data", "in_memory"), ("data", "memory_budget_gb")}
+                   *(tuple(dotted.split(".")) for dotted in PLACEMENT_ONLY)}
 
 
 def _with_defaults(saved: Any, defaults: Any) -> Any:
