@@ -24,7 +24,7 @@ import numpy as np
 
 from core.atomic import write_atomic
 from core.config import DataConfig
-from core.data.checksums import array_chunks
+from core.data.checksums import array_chunks, sha256_file
 from core.data.class_list import selected_classes
 from core.data.splits import Decoded
 
@@ -85,12 +85,13 @@ def entry_dir(cfg: DataConfig, part: str) -> Path:
     return cache_dir / f"{cfg.source}-{part}-{digest}"
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    # mkstemp makes 0600; a cache may be shared by users of one machine
+def write_shared(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """An atomic write readable by every user (mkstemp makes 0600; a cache may be shared by the users of one machine)."""
     write_atomic(path, write, prefix=f".{path.name}.", mode=0o644)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make the renames inside ``path`` durable (an fsynced file is not, until its folder is)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -98,25 +99,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _save_npy(f: IO[bytes], array: np.ndarray) -> None:
+def save_npy(f: IO[bytes], array: np.ndarray) -> None:
+    """One array as .npy, never pickled (what ``load`` reads with ``allow_pickle=False``)."""
     np.save(f, array, allow_pickle=False)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _file_spec(path: Path, array: np.ndarray) -> dict[str, Any]:
+def file_spec(path: Path, array: np.ndarray) -> dict[str, Any]:
     """What a reader checks the written file against: the whole file, and each chunk of rows."""
     return {
         "shape": list(array.shape),
         "dtype": str(array.dtype),
         "bytes": path.stat().st_size,
-        "sha256": _sha256(path),
+        "sha256": sha256_file(path),
         "chunks": array_chunks(path, array.shape, array.dtype),
     }
 
@@ -128,11 +122,11 @@ def save(entry: Path, decoded: Decoded) -> None:
         (entry / META).unlink(missing_ok=True)  # the entry is incomplete until the sidecar is back
         arrays = {}
         for name, array in decoded.arrays.items():
-            _atomic_write(entry / f"{name}.npy", partial(_save_npy, array=array))
-            arrays[name] = _file_spec(entry / f"{name}.npy", array)
+            write_shared(entry / f"{name}.npy", partial(save_npy, array=array))
+            arrays[name] = file_spec(entry / f"{name}.npy", array)
         meta = {"format": FORMAT, "classes": decoded.classes, "arrays": arrays}
-        _atomic_write(entry / META, lambda f: f.write(json.dumps(meta, indent=1).encode()))
-        _fsync_dir(entry)
+        write_shared(entry / META, lambda f: f.write(json.dumps(meta, indent=1).encode()))
+        fsync_dir(entry)
     except OSError as exc:
         log.warning("could not write data cache %s (%s); continuing without it", entry, exc)
 
@@ -143,7 +137,7 @@ def _load_array(path: Path, spec: dict[str, Any]) -> np.ndarray:
     size = path.stat().st_size
     if size != spec["bytes"]:
         raise ValueError(f"{size} bytes, the sidecar says {spec['bytes']} (truncated or overwritten)")
-    if _sha256(path) != spec["sha256"]:
+    if sha256_file(path) != spec["sha256"]:
         raise ValueError("its SHA-256 does not match the sidecar (corrupted)")
     array = np.load(path, allow_pickle=False)
     if list(array.shape) != spec["shape"] or str(array.dtype) != spec["dtype"]:

@@ -23,7 +23,6 @@ mapped open (delete ``verified.json`` to force a new check; an in-memory load al
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -34,13 +33,13 @@ from typing import Any
 import numpy as np
 
 from core.atomic import write_atomic
+from core.data.checksums import sha256_file
 from core.data.splits import Decoded
 
 log = logging.getLogger(__name__)
 
 META = "meta.json"
 VERIFIED = "verified.json"
-_HASH_BLOCK = 8 << 20
 
 
 def read_meta(entry: Path) -> dict[str, Any] | None:
@@ -61,17 +60,6 @@ def stored_shapes(entry: Path) -> dict[str, tuple[int, ...]] | None:
         return {name: tuple(int(d) for d in spec["shape"]) for name, spec in meta["arrays"].items()}
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, streamed through one reused buffer (the page cache holds what it reads)."""
-    digest = hashlib.sha256()
-    buffer = bytearray(_HASH_BLOCK)
-    view = memoryview(buffer)
-    with path.open("rb", buffering=0) as f:
-        while n := f.readinto(buffer):
-            digest.update(view[:n])
-    return digest.hexdigest()
 
 
 def _state(st: os.stat_result) -> dict[str, int]:

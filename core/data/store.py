@@ -61,7 +61,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from core.config import DataConfig
-from core.data.cache import FORMAT, META, _atomic_write, _file_spec, _fsync_dir, _save_npy, entry_dir, load
+from core.data.cache import FORMAT, META, write_shared, file_spec, fsync_dir, save_npy, entry_dir, load
 from core.data.checksums import CHUNK_BYTES, chunk_table, row_ranges, rows_per_chunk, sha256_file
 from core.data.class_list import selected_classes
 from core.data.errors import DataError
@@ -452,8 +452,8 @@ class _Build:
             dropped = set(skipped)
             labels = np.array([label for row, (_, label) in enumerate(items) if row not in dropped], dtype=np.int64)
             path = self.entry / f"{split}_labels.npy"
-            _atomic_write(path, partial(_save_npy, array=labels))
-            arrays[f"{split}_labels"] = _file_spec(path, labels)
+            write_shared(path, partial(save_npy, array=labels))
+            arrays[f"{split}_labels"] = file_spec(path, labels)
         meta = {
             "format": FORMAT,
             "classes": self.tree.plan.classes,
@@ -461,8 +461,8 @@ class _Build:
             "skipped": [{"path": name, "reason": reason} for _, name, reason in skipped_all],
             "truncated": [{"path": name, "reason": reason} for _, name, reason in truncated_all],
         }
-        _atomic_write(self.entry / META, lambda f: f.write(json.dumps(meta, indent=1).encode()))
-        _fsync_dir(self.entry)
+        write_shared(self.entry / META, lambda f: f.write(json.dumps(meta, indent=1).encode()))
+        fsync_dir(self.entry)
         self.log.path.unlink()
         _warn_files(self.tree, "could not be decoded and were left out of the store", skipped_all)
         _warn_files(self.tree, "were cut short and were decoded as far as their data goes (the rest is grey)", truncated_all)
