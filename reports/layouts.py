@@ -176,7 +176,8 @@ def matched_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def match(ours: dict[Any, Cell], paper: dict[Any, tuple[float, str, str]],
           names: dict[Any, str] | None = None) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """Cells present on both sides (by value), and the labels of those on one side only."""
+    """Cells with a result on both sides (by value), the labels of our cells the paper lacks, and the
+    labels of the paper's cells without a result here (not in the study, or no finished trial)."""
     names = names or {}
 
     def label_of(key: Any) -> str:
@@ -189,8 +190,10 @@ def match(ours: dict[Any, Cell], paper: dict[Any, tuple[float, str, str]],
             rows.append(dict(cell=label_of(key), ours=cell.est.mean, ours_std=cell.std, n=cell.est.n,
                              paper=value, source=source, confidence=confidence))
     ours_only = [label_of(k) for k in ours if k not in paper]
-    ours_only += [f"{label_of(k)} (no finished trial)" for k, c in ours.items() if k in paper and c.est.missing]
-    paper_only = [label_of(k) for k in paper if k not in ours]
+    # a paper cell the study has but no finished trial of: without a result here, as one never run
+    unfinished = {k: f"{c.est.failed} failed" if c.est.failed else "not finished" for k, c in ours.items() if c.est.missing}
+    paper_only = [label_of(k) + (f" ({unfinished[k]})" if k in unfinished else "") for k in paper
+                  if k not in ours or k in unfinished]
     return matched_frame(rows), ours_only, paper_only
 
 

@@ -147,7 +147,7 @@ def verdict_lines(rep: KindReport) -> list[str]:
         rho_text = f"{rho:+.2f}" if rho == rho else "n/a (fewer than 3 cells in common)"
         lines.append(f"trend vs paper: Spearman rho = {rho_text} over {n} cells matched by value")
         if rep.paper_only:
-            lines.append(f"  paper cells not run here: {', '.join(rep.paper_only)}")
+            lines.append(f"  paper cells without a result here: {', '.join(rep.paper_only)}")
         if rep.ours_only:
             lines.append(f"  our cells without a paper counterpart: {', '.join(rep.ours_only)}")
     for v in rep.verdicts:
@@ -275,6 +275,16 @@ def markdown_page(name: str, rep: KindReport, info: StudyInfo, metric: str, comm
 
 
 # ---------------------------------------------------------------------- entry point
+def save_figure(fig: Any, base: Path) -> None:
+    """``base``.png and ``base``.svg, the same bytes for the same figure: the SVG without its creation
+    date and with fixed element ids, so a rebuilt report that did not change leaves git clean."""
+    import matplotlib
+
+    fig.savefig(f"{base}.png", dpi=110)
+    with matplotlib.rc_context({"svg.hashsalt": "simclr-ablations"}):
+        fig.savefig(f"{base}.svg", dpi=110, metadata={"Date": None})
+
+
 def write_report(df: pd.DataFrame, name: str, info: StudyInfo, out_dir: Path, command: str,
                  env: dict[str, str] | None = None) -> RenderedReport:
     """Build and write every file of the report for an already loaded trial frame (no MLflow logging).
@@ -301,8 +311,7 @@ def write_report(df: pd.DataFrame, name: str, info: StudyInfo, out_dir: Path, co
     for fig_spec in rep.figures:
         try:
             fig = fig_spec.draw()
-            for ext in ("png", "svg"):
-                fig.savefig(out_dir / "figures" / f"{fig_spec.name}.{ext}", dpi=110)
+            save_figure(fig, out_dir / "figures" / fig_spec.name)
             plt.close(fig)
             figures.append((fig_spec.name, fig_spec.caption))
         except Exception as exc:  # a figure that cannot be drawn must not cost the tables

@@ -31,13 +31,15 @@ K_SE = 2.0
 
 @dataclass(frozen=True)
 class Estimate:
-    """A mean over seeds: ``se`` is std / sqrt(n) (NaN when n < 2); ``n`` the fewest seeds behind it."""
+    """A mean over seeds: ``se`` is std / sqrt(n) (NaN when n < 2); ``n`` the fewest seeds behind it;
+    ``gap`` says which of the cells it combines have no finished trial, when some have."""
 
     label: str
     mean: float
     se: float
     n: int
     failed: int = 0
+    gap: str = ""
 
     @property
     def missing(self) -> bool:
@@ -50,6 +52,7 @@ class Estimate:
             math.sqrt(self.se**2 + other.se**2),
             min(self.n, other.n),
             self.failed + other.failed,
+            "; ".join(g for g in (self.gap, other.gap) if g),
         )
 
 
@@ -70,9 +73,12 @@ def missing(label: str) -> Estimate:
 
 
 def mean_of(label: str, parts: Sequence[Estimate]) -> Estimate:
-    """The average of several cells (every cell must have finished trials)."""
+    """The average of several cells (every cell must have finished trials; ``gap`` names those without)."""
     if not parts or any(p.missing for p in parts):
-        return Estimate(label, math.nan, math.nan, 0, sum(p.failed for p in parts))
+        gaps = [p for p in parts if p.missing]
+        names = ", ".join(f"{p.label} ({f'{p.failed} failed' if p.failed else 'not run'})" for p in gaps)
+        gap = f"{len(gaps)} of its {len(parts)} cells without a finished trial: {names}" if parts else ""
+        return Estimate(label, math.nan, math.nan, 0, sum(p.failed for p in parts), gap)
     k = len(parts)
     se = math.sqrt(sum(p.se**2 for p in parts)) / k
     return Estimate(label, sum(p.mean for p in parts) / k, se, min(p.n for p in parts), sum(p.failed for p in parts))
@@ -114,8 +120,8 @@ def check_greater(claim: str, a: Estimate, b: Estimate, margin: float = 0.0, k: 
     base = dict(claim=claim, a=a.label, b=b.label, margin=margin, mean_a=a.mean, mean_b=b.mean)
     for side in (a, b):
         if side.missing:
-            why = f"{side.failed} failed" if side.failed else "not run"
-            return Verdict(verdict=INCONCLUSIVE, detail=f"no finished trial for {side.label} ({why})", **base)
+            why = side.gap or (f"{side.failed} failed" if side.failed else "not run")
+            return Verdict(verdict=INCONCLUSIVE, detail=f"no result for {side.label} ({why})", **base)
     diff = a.mean - b.mean
     seeds = min(a.n, b.n)
     se = math.sqrt(a.se**2 + b.se**2) if seeds >= 2 else math.nan

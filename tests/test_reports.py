@@ -194,6 +194,23 @@ def test_augment_pairs_best_pair():
     assert verdicts("augment_pairs", swapped)["crop+color is the best pair"] == NOT_REPRODUCED
 
 
+def test_a_partly_run_augment_pairs_study_names_its_missing_cells_where_they_belong():
+    """As the real cpu run read half-way: one pair failed twice (a killed worker), one not run yet."""
+    order = ["crop", "cutout", "color", "sobel", "rotate"]
+    ops = ["crop", "crop+cutout", "crop+color", "crop+sobel", "crop+rotate"]
+    df = frame({"augment.ops": ops}, lambda p: 40 if p["augment.ops"] == "crop+color" else 36, seeds=(0, 1))
+    df.loc[df["augment.ops"] == "crop+sobel", ["status", "linear_top1"]] = ["failed", np.nan]
+    df = df[df["augment.ops"] != "crop+rotate"]
+    rep = build("augment_pairs", df, "linear_top1", {"order": order})
+    assert "(crop, sobel) (2 failed)" in rep.paper_only  # the paper has the cell: ours has no result
+    assert not any("sobel" in c for c in rep.ours_only)
+    got = {v.claim: v for v in rep.verdicts}
+    assert got["crop+color is the best pair"].verdict == REPRODUCED  # judged on the pairs that finished
+    composed = got["compositions beat single transformations (mean over cells)"]
+    assert composed.verdict == INCONCLUSIVE
+    assert "1 of its 3 cells without a finished trial: (crop, sobel) (2 failed)" in composed.detail
+
+
 def test_temperature_matches_cells_by_value_and_says_what_has_no_counterpart():
     df = frame({"loss.normalize": [True, False], "loss.temperature": [0.05, 0.1, 0.5, 1.0]},
                lambda p: 70 - 10 * (not p["loss.normalize"]) - abs(p["loss.temperature"] - 0.3) * 5)
@@ -309,6 +326,8 @@ def test_report_from_a_folder_rebuilds_the_same_report_without_mlflow(tmp_path, 
     assert after["kind"] == kind and after["spearman"] is not None and after["verdicts"] and after["matched"]
     for name in ("tables/trials.csv", "tables/summary.csv", "tables/main.md", "tables/matched.csv", f"{kind}.yaml"):
         assert (out / name).read_text() == (src / name).read_text(), name
+    figures = sorted(p.relative_to(src) for p in (src / "figures").iterdir())
+    assert figures and all((out / f).read_bytes() == (src / f).read_bytes() for f in figures)  # SVG: no date, fixed ids
     assert main(["report", "--from", str(out)]) == 0  # in place, the default
     assert json.loads((out / "summary.json").read_text()) == before
     assert list(cwd.iterdir()) == []  # no mlflow.db, mlruns/ or reports_out/
@@ -331,6 +350,8 @@ def test_every_committed_report_folder_rebuilds_to_its_own_summary(tmp_path, mon
     got = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert {k: got.get(k) for k in want} == want  # fields a newer report adds are not in an older summary
     assert (tmp_path / "out" / "tables" / "trials.csv").read_text() == (folder / "tables" / "trials.csv").read_text()
+    # the committed text is what today's code writes (rebuild with `report --from FOLDER` after a change)
+    assert (tmp_path / "out" / "report.md").read_text() == (folder / "report.md").read_text()
     assert not (tmp_path / "mlflow.db").exists()
 
 
