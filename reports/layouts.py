@@ -191,7 +191,7 @@ def match(ours: dict[Any, Cell], paper: dict[Any, tuple[float, str, str]],
                              paper=value, source=source, confidence=confidence))
     ours_only = [label_of(k) for k in ours if k not in paper]
     # a paper cell the study has but no finished trial of: without a result here, as one never run
-    unfinished = {k: f"{c.est.failed} failed" if c.est.failed else "not finished" for k, c in ours.items() if c.est.missing}
+    unfinished = {k: f"{c.est.failed} failed" if c.est.failed else "not run" for k, c in ours.items() if c.est.missing}
     paper_only = [label_of(k) + (f" ({unfinished[k]})" if k in unfinished else "") for k in paper
                   if k not in ours or k in unfinished]
     return matched_frame(rows), ours_only, paper_only
@@ -335,6 +335,10 @@ def augment_pairs(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindRep
             ax.set_xlabel("2nd transformation")
             ax.set_ylabel("1st transformation")
             ax.set_title(title)
+        for i, r in enumerate(order):  # seaborn leaves a cell without a value blank: say which failed
+            for j, c in enumerate(order):
+                if (r, c) in cells and cells[(r, c)].est.missing and cells[(r, c)].est.failed:
+                    axes[0].text(j + 0.5, i + 0.5, "failed", ha="center", va="center", fontsize=8, color="firebrick")
         fig.tight_layout()
         return fig
 

@@ -209,6 +209,9 @@ def test_a_partly_run_augment_pairs_study_names_its_missing_cells_where_they_bel
     composed = got["compositions beat single transformations (mean over cells)"]
     assert composed.verdict == INCONCLUSIVE
     assert "1 of its 3 cells without a finished trial: (crop, sobel) (2 failed)" in composed.detail
+    fig = rep.figures[0].draw()
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts.count("failed") == 1 and "40.0" in texts  # the failed cell says so; a cell never run stays blank
 
 
 def test_temperature_matches_cells_by_value_and_says_what_has_no_counterpart():
