@@ -191,7 +191,7 @@ def match(ours: dict[Any, Cell], paper: dict[Any, tuple[float, str, str]],
                              paper=value, source=source, confidence=confidence))
     ours_only = [label_of(k) for k in ours if k not in paper]
     # a paper cell the study has but no finished trial of: without a result here, as one never run
-    unfinished = {k: f"{c.est.failed} failed" if c.est.failed else "not run" for k, c in ours.items() if c.est.missing}
+    unfinished = {k: c.est.absence for k, c in ours.items() if c.est.missing}
     paper_only = [label_of(k) + (f" ({unfinished[k]})" if k in unfinished else "") for k in paper
                   if k not in ours or k in unfinished]
     return matched_frame(rows), ours_only, paper_only

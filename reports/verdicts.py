@@ -45,6 +45,11 @@ class Estimate:
     def missing(self) -> bool:
         return self.n == 0 or not math.isfinite(self.mean)
 
+    @property
+    def absence(self) -> str:
+        """Why a missing estimate has no value: "N failed" or "not run"."""
+        return f"{self.failed} failed" if self.failed else "not run"
+
     def minus(self, other: "Estimate", label: str | None = None) -> "Estimate":
         return Estimate(
             label or f"({self.label}) - ({other.label})",
@@ -76,7 +81,7 @@ def mean_of(label: str, parts: Sequence[Estimate]) -> Estimate:
     """The average of several cells (every cell must have finished trials; ``gap`` names those without)."""
     if not parts or any(p.missing for p in parts):
         gaps = [p for p in parts if p.missing]
-        names = ", ".join(f"{p.label} ({f'{p.failed} failed' if p.failed else 'not run'})" for p in gaps)
+        names = ", ".join(f"{p.label} ({p.absence})" for p in gaps)
         gap = f"{len(gaps)} of its {len(parts)} cells without a finished trial: {names}" if parts else ""
         return Estimate(label, math.nan, math.nan, 0, sum(p.failed for p in parts), gap)
     k = len(parts)
@@ -120,7 +125,7 @@ def check_greater(claim: str, a: Estimate, b: Estimate, margin: float = 0.0, k: 
     base = dict(claim=claim, a=a.label, b=b.label, margin=margin, mean_a=a.mean, mean_b=b.mean)
     for side in (a, b):
         if side.missing:
-            why = side.gap or (f"{side.failed} failed" if side.failed else "not run")
+            why = side.gap or side.absence
             return Verdict(verdict=INCONCLUSIVE, detail=f"no result for {side.label} ({why})", **base)
     diff = a.mean - b.mean
     seeds = min(a.n, b.n)
