@@ -248,7 +248,7 @@ def _splits(data: str, seed: int, synthetic_size: int = CIFAR_TRAIN_IMAGES) -> t
     return load_dataset(cfg, seed=seed), f"synthetic, CIFAR-10 shape ({synthetic_size:,} x 3 x 32 x 32; {why})"
 
 
-def _run_config(device: torch.device, batch_size: int, loader: str, workers: int, encoder: str, compile_: bool) -> Any:
+def _run_config(device: torch.device, batch_size: int, loader: str, workers: int, encoder: str, compile_: bool | str) -> Any:
     from core.config import RunConfig
 
     return RunConfig.model_validate(
@@ -284,9 +284,11 @@ def _row(name: str, batch_size: int, steps: int, seconds: float, epoch_images: i
 
 
 def _time_steps(trainer: Any, next_views: Callable[[], tuple[torch.Tensor, torch.Tensor]], steps: int, device: torch.device) -> float:
-    """Seconds for ``steps`` training steps on the views ``next_views`` yields, after one warm-up step;
+    """Seconds for ``steps`` training steps on the views ``next_views`` yields, after one warm-up step
+    (three when compiled: compiling, then CUDA graphs' warm-up and recording under reduce-overhead);
     the peak-memory counter restarts after the warm-up. One sync at the end, as in training."""
-    trainer._step(*next_views())
+    for _ in range(3 if trainer.config.train.compile else 1):
+        trainer._step(*next_views())
     _sync(device)
     _reset_peak(device)
     started = time.perf_counter()
@@ -304,12 +306,12 @@ def bench_end_to_end(
     data: str,
     workers: int,
     encoder: str = "resnet18",
-    compile_: bool = False,
+    compile_: bool | str = False,
     profile: bool = False,
     synthetic_size: int = CIFAR_TRAIN_IMAGES,
 ) -> dict[str, Any]:
     """(a) batched pipeline, (b) torchvision DataLoader pipeline, (c) model alone; ``steps`` timed
-    steps each after one warm-up step."""
+    steps each after the warm-up of ``_time_steps``."""
     from core.trainer import Trainer
 
     splits, data_label = _splits(data, seed=0, synthetic_size=synthetic_size)
@@ -443,7 +445,7 @@ def run_bench(
     data: str = "auto",
     workers: int = 2,
     encoder: str = "resnet18",
-    compile_: bool = False,
+    compile_: bool | str = False,
     profile: bool = False,
     synthetic_size: int = CIFAR_TRAIN_IMAGES,
     command: str = "",
@@ -485,7 +487,8 @@ def run_bench(
             n_steps = 3 if dev.type == "cpu" else 20
         numerics = bench_numerics(dev, numerics_encoder, n_width, n_batch, n_steps, rounds=numerics_rounds)
     if any(r["extrapolated"] for r in e2e["rows"]):
-        notes.append(f"s/epoch extrapolated from {steps} timed steps (after 1 warm-up step)")
+        warm = "3 warm-up steps, compiled" if compile_ else "1 warm-up step"
+        notes.append(f"s/epoch extrapolated from {steps} timed steps (after {warm})")
     if dev.type == "cpu":
         notes.append("peak memory on CPU is the process's maximum resident set size so far (ru_maxrss)")
     return {
@@ -540,7 +543,9 @@ def format_result(r: dict[str, Any]) -> str:
     e = r["end_to_end"]
     lines += [
         "",
-        f"end-to-end pretraining: {e['model']}, batch {e['batch_size']}, {e['precision']}, data: {e['data']}",
+        f"end-to-end pretraining: {e['model']}, batch {e['batch_size']}, {e['precision']}"
+        + (f", torch.compile mode {'default' if e['compile'] is True else e['compile']}" if e.get("compile") else "")
+        + f", data: {e['data']}",
     ]
     table = [
         [row["name"], _fmt(row["images_per_s"]), _fmt(row["s_per_epoch"], 1) + (" (extrapolated)" if row["extrapolated"] else ""), _fmt(row["peak_memory_mb"]), row["speedup"] or "-"]
@@ -577,7 +582,12 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the torchvision pipeline (default 2)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--data", default="auto", help="CIFAR-10 tarball path, 'synthetic', or auto (../shared/data/cifar10-jpeg.tar.gz if present)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (train.compile)")
+    p.add_argument(
+        "--compile", nargs="?", const=True, default=False, metavar="MODE",
+        choices=[True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+        help="torch.compile the model (train.compile); MODE: default (the same as no MODE), reduce-overhead "
+        "(CUDA graphs too), max-autotune, max-autotune-no-cudagraphs",
+    )
     p.add_argument("--profile", action="store_true", help="also profile one step of (a) and print where the time goes")
     p.add_argument("--numerics-encoder", default="resnet_small", help="encoder of the numerics comparison (defaults vs forced fp32 NCHW); 'none' skips it (default resnet_small)")
     p.add_argument("--numerics-width", type=int, default=16, help="width of a resnet_small numerics encoder (default 16)")

@@ -16,6 +16,8 @@
 #    profile, then the 200-epoch run if the bench's measured s/epoch says it fits the time left,
 #    else the longest run that fits (reported as the shorter run it is), then the compiled bench
 #    if time remains.
+#        bash benchmarks/gpu_check.sh followup  # what `all` left unmeasured on 2026-11-26: the sync
+#    check, the memory-mapped store on the GPU, the eager bench, compiled benches (CUDA graphs, default)
 #
 # The GPU image has its own torch and torchvision (older than the ones pinned here, which the
 # project allows); only the missing pure helpers travel, installed into /tmp/site.
@@ -99,10 +101,33 @@ print(max(1, min(200, int($left / (1.4 * s)))))")
     echo "all: wall time $((SECONDS - started)) s"
 }
 
+followup() {
+    # what the first lease (2026-11-26) left unmeasured, most wanted first, each step skipped when
+    # its worst case no longer fits the budget: the hot-loop sync check, the memory-mapped store on
+    # the GPU (benchmarks/gpu_mapped_check.py), the eager bench with its profile and bf16 vs fp32,
+    # then the compiled bench with CUDA graphs (reduce-overhead) and without (default)
+    on_device
+    local budget=${BUDGET_S:-500} started=$SECONDS
+    fits() { [ $((budget - (SECONDS - started))) -gt "$1" ] || { echo "skipped $2: too little time left" | tee -a "$out/skipped.txt"; return 1; }; }
+    timeout 90 python3 benchmarks/gpu_sync_check.py --json "$out/sync.json" 2>&1 | tee "$out/sync.log" || true
+    fits 150 mapped && { timeout 170 python3 benchmarks/gpu_mapped_check.py --tarball "$tarball" --drop-caches \
+        --json "$out/mapped.json" 2>&1 | tee "$out/mapped.log" || true; }
+    fits 100 bench && { timeout 140 python3 -m ablations bench --data "$tarball" --workers 8 --profile --image-sizes 32 \
+        --json "$out/bench.json" 2>&1 | tee "$out/bench.log" || true; }
+    local mode
+    for mode in reduce-overhead default; do
+        fits 100 "compile $mode" && { timeout $((budget - (SECONDS - started) - 5)) python3 -m ablations bench \
+            --data "$tarball" --workers 8 --compile "$mode" --image-sizes 32 --numerics-encoder none --aug-seconds 1 \
+            --per-image-count 64 --json "$out/bench-compile-$mode.json" 2>&1 | tee "$out/bench-compile-$mode.log" || true; }
+    done
+    echo "followup: wall time $((SECONDS - started)) s"
+}
+
 case "${1:-}" in
     prepare) prepare ;;
     bench) bench ;;
     train) shift; train "$@" ;;
     all) all ;;
-    *) echo "usage: bash benchmarks/gpu_check.sh prepare | bench | train [--set KEY=VALUE ...] | all" >&2; exit 2 ;;
+    followup) followup ;;
+    *) echo "usage: bash benchmarks/gpu_check.sh prepare | bench | train [--set KEY=VALUE ...] | all | followup" >&2; exit 2 ;;
 esac

@@ -1,5 +1,5 @@
 """Store build time per 1,000 ImageNet-like JPEGs, at 160 and 224 px, with 1 and 2 worker processes."""
-import os, resource, shutil, sys, time
+import resource, shutil, sys, time
 from pathlib import Path
 from core.config import DataConfig
 from core.data import store

@@ -230,9 +230,18 @@ class TrainConfig(_Strict):
     batch_size: int = Field(512, ge=2, description="Images per step (2x as many views).")
     seed: int = 0
     device: str = Field("auto", description="auto (cuda if available), cpu, cuda, cuda:1, ...")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA, fp32 on CPU.")
-    channels_last: bool | None = Field(None, description="Default: on for CUDA.")
-    compile: bool = False
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="auto: bf16 autocast where the device computes bf16 natively (CUDA; a CPU with AVX512_BF16 or AMX), else fp32.",
+    )
+    channels_last: bool | None = Field(None, description="Default: on for CUDA and for a CPU under bf16; NCHW for fp32 on CPU.")
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
+        False,
+        description=(
+            "torch.compile the model (encoder and head): true = mode 'default' (fuses kernels); "
+            "'reduce-overhead' also replays CUDA graphs (fewer kernel launches: for steps bound by the host)."
+        ),
+    )
     loader: Literal["batched", "torchvision"] = Field(
         "batched",
         description=(

@@ -37,7 +37,8 @@ def similarities(z1: torch.Tensor, z2: torch.Tensor, normalize: bool) -> tuple[t
     if normalize:
         z = F.normalize(z, dim=1)
     n = z1.shape[0]
-    positive = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    # built on the device: a host tensor copied over would be a host-device sync every step
+    positive = torch.arange(2 * n, device=z.device).roll(n)
     return z @ z.T, positive
 
 
@@ -47,9 +48,8 @@ def negative_mask(
     """Boolean (2N, 2N) mask of each anchor's negatives (self and positive excluded)."""
     two_n = 2 * n
     idx = torch.arange(two_n, device=device)
-    mask = torch.ones(two_n, two_n, dtype=torch.bool, device=device)
-    mask[idx, idx] = False
-    mask[idx, positive] = False
+    # comparisons, not index assignment: assigning a Python scalar copies it from the host (a sync)
+    mask = (idx[:, None] != idx[None, :]) & (idx[None, :] != positive[:, None])
     if negatives == "one_view":
         view = idx // n
         mask &= view[:, None] != view[None, :]

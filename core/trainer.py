@@ -146,7 +146,8 @@ class Trainer:
         self.model = self._build_model()
         self.forward = self._wrap_parallel(self.model)
         if config.train.compile:
-            self.forward = torch.compile(self.forward)
+            mode = "default" if config.train.compile is True else config.train.compile
+            self.forward = torch.compile(self.forward, mode=mode)
         self.steps_per_epoch = self.images.shape[0] // config.train.batch_size
         total = config.train.epochs * self.steps_per_epoch
         warmup = round(config.optim.warmup_epochs * self.steps_per_epoch)
