@@ -18,6 +18,10 @@
 #    if time remains.
 #        bash benchmarks/gpu_check.sh followup  # what `all` left unmeasured on 2026-11-26: the sync
 #    check, the memory-mapped store on the GPU, the eager bench, compiled benches (CUDA graphs, default)
+#    Next lease, the 200-epoch run in one call (timeout_s 590): on the H200 (2026-11-27) compiled
+#    training epochs took 2.19 s (median of 12), so 200 epochs are about 440 s plus loading, the
+#    kNN at epochs 50-200 and the checkpoints; expect about 500 s:
+#        bash benchmarks/gpu_check.sh train --set train.compile=reduce-overhead
 #
 # The GPU image has its own torch and torchvision (older than the ones pinned here, which the
 # project allows); only the missing pure helpers travel, installed into /tmp/site.
