@@ -261,6 +261,13 @@ class TrainConfig(_Strict):
     checkpoint: bool = True
     progress: bool = True
 
+    @field_validator("compile")
+    @classmethod
+    def _one_spelling_of_default(cls, v: bool | str) -> bool | str:
+        """``default`` is torch.compile's default mode, which ``true`` already names: one value, so
+        a study's identity does not change with the spelling."""
+        return True if v == "default" else v
+
 
 class EvalConfig(_Strict):
     """kNN monitor during training and the final linear evaluation."""

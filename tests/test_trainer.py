@@ -264,7 +264,8 @@ def test_bf16_and_channels_last_follow_the_fp32_loss_curve(tmp_path):
     assert all(abs(a - b) <= 0.005 * a for a, b in zip(fp32, bf16)), (fp32, bf16)
 
 
-@pytest.mark.parametrize("value, mode", [(True, "default"), ("reduce-overhead", "reduce-overhead"), ("max-autotune", "max-autotune")])
+@pytest.mark.parametrize("value, mode", [(True, "default"), ("default", "default"), ("reduce-overhead", "reduce-overhead"),
+                                         ("max-autotune", "max-autotune")])
 def test_train_compile_names_the_torch_compile_mode(monkeypatch, value, mode):
     # true is torch.compile's own default; a mode name reaches torch.compile unchanged
     # (reduce-overhead: CUDA graphs, measured 1.46x on an H200 where the step is bound by launches)
@@ -272,6 +273,10 @@ def test_train_compile_names_the_torch_compile_mode(monkeypatch, value, mode):
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: seen.append(kw) or fn)
     Trainer(tiny_config(**{"train.compile": value, "train.device": "cpu"}))
     assert seen == [{"mode": mode}]
+
+
+def test_train_compile_default_is_true_so_the_identity_does_not_depend_on_the_spelling():
+    assert tiny_config(**{"train.compile": "default"}).train.compile is True
 
 
 def test_train_compile_refuses_an_unknown_mode():
