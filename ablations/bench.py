@@ -283,11 +283,20 @@ def _row(name: str, batch_size: int, steps: int, seconds: float, epoch_images: i
     }
 
 
-def _time_steps(trainer: Any, next_views: Callable[[], tuple[torch.Tensor, torch.Tensor]], steps: int, device: torch.device) -> float:
-    """Seconds for ``steps`` training steps on the views ``next_views`` yields, after one warm-up step
-    (three when compiled: compiling, then CUDA graphs' warm-up and recording under reduce-overhead);
-    the peak-memory counter restarts after the warm-up. One sync at the end, as in training."""
-    for _ in range(3 if trainer.config.train.compile else 1):
+def time_steps(
+    trainer: Any,
+    next_views: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    steps: int,
+    device: torch.device,
+    warm_up: int | None = None,
+) -> float:
+    """Seconds for ``steps`` training steps on the views ``next_views`` yields, after ``warm_up``
+    untimed steps (default one; three when compiled: compiling, then CUDA graphs' warm-up and
+    recording under reduce-overhead); the peak-memory counter restarts after the warm-up. One sync
+    at the end, as in training."""
+    if warm_up is None:
+        warm_up = 3 if trainer.config.train.compile else 1
+    for _ in range(warm_up):
         trainer._step(*next_views())
     _sync(device)
     _reset_peak(device)
@@ -311,7 +320,7 @@ def bench_end_to_end(
     synthetic_size: int = CIFAR_TRAIN_IMAGES,
 ) -> dict[str, Any]:
     """(a) batched pipeline, (b) torchvision DataLoader pipeline, (c) model alone; ``steps`` timed
-    steps each after the warm-up of ``_time_steps``."""
+    steps each after the warm-up of ``time_steps``."""
     from core.trainer import Trainer
 
     splits, data_label = _splits(data, seed=0, synthetic_size=synthetic_size)
@@ -325,7 +334,7 @@ def bench_end_to_end(
     numerics = trainer.numerics
     trainer.model.train()
     batches = trainer._view_batches(0)
-    seconds = _time_steps(trainer, batches.__next__, steps, device)
+    seconds = time_steps(trainer, batches.__next__, steps, device)
     rows.append(_row("(a) batched (ours)", batch_size, steps, seconds, n, steps_per_epoch, device))
     if profile:
         profile_table = _profile_step(trainer, batches, device)
@@ -335,7 +344,7 @@ def bench_end_to_end(
     trainer = Trainer(_run_config(device, batch_size, "torchvision", workers, encoder, compile_), splits=splits)
     trainer.model.train()
     batches = trainer._view_batches(0)
-    seconds = _time_steps(trainer, batches.__next__, steps, device)
+    seconds = time_steps(trainer, batches.__next__, steps, device)
     rows.append(_row(f"(b) torchvision per-image, DataLoader workers={workers}", batch_size, steps, seconds, n, steps_per_epoch, device))
     del batches  # shuts the workers down
 
@@ -344,7 +353,7 @@ def bench_end_to_end(
     shape = (batch_size, splits.channels, *splits.pretrain.shape[2:])
     v1 = torch.rand(shape, generator=gen, device=device)
     v2 = torch.rand(shape, generator=gen, device=device)
-    seconds = _time_steps(trainer, lambda: (v1, v2), steps, device)
+    seconds = time_steps(trainer, lambda: (v1, v2), steps, device)
     rows.append(_row("(c) model only, random tensors on device (ceiling)", batch_size, steps, seconds, n, steps_per_epoch, device))
     del trainer
 
@@ -395,7 +404,7 @@ def bench_numerics(
     for _ in range(rounds):
         for name, trainer in trainers.items():
             trainer.model.train()
-            seconds = _time_steps(trainer, batches[name].__next__, steps, device)
+            seconds = time_steps(trainer, batches[name].__next__, steps, device)
             per_round[name].append(batch_size * steps / seconds)
     ratios = [a / b for a, b in zip(per_round["defaults"], per_round["fp32 NCHW"])]
     return {

@@ -43,6 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ablations.bench import time_steps  # noqa: E402
 from benchmarks.gpu_sync_check import synchronising_lines  # noqa: E402
 from benchmarks.mapped_loader import make_tree  # noqa: E402
 from core.config import RunConfig  # noqa: E402
@@ -96,21 +97,6 @@ def case_config(case: str, args: argparse.Namespace, in_memory: Any) -> RunConfi
                                      "eval": {"linear": False}})
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_steps(trainer: Trainer, batches: Any, steps: int) -> float:
-    """Seconds for ``steps`` steps of the trainer's own loop (one sync at the end)."""
-    started = time.perf_counter()
-    for _ in range(steps):
-        loss, _ = trainer._step(*next(batches))
-    loss.item()
-    _sync(trainer.device)
-    return time.perf_counter() - started
-
-
 def drop_page_cache() -> bool:
     try:
         os.sync()
@@ -158,7 +144,7 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
         batches = mapped._view_batches(1)
         for _ in range(WARM_UP):
             mapped._step(*next(batches))
-        _sync(device)
+        torch.cuda.synchronize(device)
         result["sync_lines_mapped"] = dict(
             synchronising_lines(lambda: [mapped._step(*next(batches)) for _ in range(args.sync_steps)])
         )
@@ -167,24 +153,23 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
 
     # 4. speed, interleaved rounds; a fresh epoch iterator per round, warmed up
     gen = torch.Generator(device=device).manual_seed(0)
-    shape = (batch, memory.splits.channels, args.crop if case == "imagenet" else 32, args.crop if case == "imagenet" else 32)
-    v1, v2 = torch.rand(shape, generator=gen, device=device), torch.rand(shape, generator=gen, device=device)
-    ceiling = iter(lambda: (v1, v2), None)
+    v1, v2 = torch.rand(m1.shape, generator=gen, device=device), torch.rand(m1.shape, generator=gen, device=device)
     rates: dict[str, list[float]] = {"in memory": [], "mapped": [], "model only": []}
     for r in range(args.rounds):
         for name, trainer in (("in memory", memory), ("mapped", mapped), ("model only", memory)):
-            batches = ceiling if name == "model only" else trainer._view_batches(2 + r)
-            for _ in range(WARM_UP):
-                trainer._step(*next(batches))
-            _sync(device)
-            rates[name].append(batch * steps / time_steps(trainer, batches, steps))
-            if name != "model only":
+            if name == "model only":
+                seconds = time_steps(trainer, lambda: (v1, v2), steps, device, warm_up=WARM_UP)
+            else:
+                batches = trainer._view_batches(2 + r)
+                seconds = time_steps(trainer, batches.__next__, steps, device, warm_up=WARM_UP)
                 batches.close()
+            rates[name].append(batch * steps / seconds)
     if args.drop_caches:
         dropped = drop_page_cache()
         batches = mapped._view_batches(99)
         if dropped:
-            rates["mapped, page cache dropped"] = [batch * (steps + WARM_UP) / time_steps(mapped, batches, steps + WARM_UP)]
+            seconds = time_steps(mapped, batches.__next__, steps + WARM_UP, device, warm_up=0)
+            rates["mapped, page cache dropped"] = [batch * (steps + WARM_UP) / seconds]
         batches.close()
         result["page_cache_dropped"] = dropped
     result["images_per_s"] = {k: [round(x) for x in v] for k, v in rates.items()}

@@ -22,9 +22,8 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import core.losses as losses  # noqa: E402
+from ablations.bench import time_steps  # noqa: E402
 from core.config import RunConfig  # noqa: E402
 from core.trainer import Trainer  # noqa: E402
 
@@ -100,22 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     for v, t in trainers.items():
         t.model.train()
         iters[v] = t._view_batches(0)
-        with syncing_loss() if v == "syncing" else _nothing():
+        with syncing_loss() if v == "syncing" else nullcontext():
             for _ in range(3):  # cuDNN autotuning; compiling, CUDA graphs' warm-up and recording
                 t._step(*next(iters[v]))
     rates: dict[str, list[float]] = {names[v]: [] for v in variants}
     for _ in range(args.rounds):
         for v, t in trainers.items():
-            with syncing_loss() if v == "syncing" else _nothing():
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                started = time.perf_counter()
-                for _ in range(args.steps):
-                    loss, _ = t._step(*next(iters[v]))
-                loss.item()
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                rates[names[v]].append(args.batch * args.steps / (time.perf_counter() - started))
+            with syncing_loss() if v == "syncing" else nullcontext():
+                seconds = time_steps(t, iters[v].__next__, args.steps, device, warm_up=0)
+            rates[names[v]].append(args.batch * args.steps / seconds)
     base = names["eager"] if "eager" in variants else names[variants[0]]
     out: dict[str, Any] = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -130,10 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     return 0
 
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 if __name__ == "__main__":

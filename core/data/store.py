@@ -61,7 +61,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from core.config import DataConfig
-from core.data.cache import FORMAT, META, write_shared, file_spec, fsync_dir, save_npy, entry_dir, load
+from core.data.cache import FORMAT, META, entry_dir, file_spec, fsync_dir, load, save_npy, write_shared
 from core.data.checksums import CHUNK_BYTES, chunk_table, row_ranges, rows_per_chunk, sha256_file
 from core.data.class_list import selected_classes
 from core.data.errors import DataError
