@@ -66,7 +66,8 @@ def test_bench_runs_and_writes_every_field(tmp_path, capsys):
 
 
 FAULTS_PER_BATCH = """
-import resource, sys, torch
+import ctypes, resource, sys, torch
+ctypes.CDLL(None).prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE: a huge page would count 512 pages as one fault
 from core.hostmem import keep_freed_memory
 from core.augment import Compose, build_transform, to_float
 from core.config import AugmentConfig
@@ -96,6 +97,14 @@ def test_kept_memory_stops_the_augmentation_page_faulting_each_batch():
         assert out.returncode == 0, out.stderr
         return float(out.stdout.strip().splitlines()[-1])
 
-    default, steady = faults("default"), faults("steady")
-    assert default > 1000  # measured 3,400-7,800 a batch of 512 at 32x32
-    assert steady < default / 10, (default, steady)  # measured 0, once 171
+    # Without kept memory the count varies from run to run (820-9,154 a batch in 33 runs: glibc
+    # raises its mmap threshold as big blocks are freed, and which thread frees which block varies),
+    # so the premise that the default faults is checked on up to 3 runs. A batch's float images
+    # alone are 1,536 pages; the steady bound is absolute (measured 0-171: the kernel reclaiming pages
+    # meanwhile), so a low default count cannot fail it.
+    defaults = [faults("default")]
+    while defaults[-1] <= 1000 and len(defaults) < 3:
+        defaults.append(faults("default"))
+    default, steady = max(defaults), faults("steady")
+    assert default > 1000, defaults
+    assert steady < 500, (default, steady)
