@@ -5,7 +5,10 @@ h = f(x) is the pooled feature used for evaluation; z = g(h) is what the contras
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18, resnet34, resnet50
 from torchvision.models.resnet import BasicBlock
@@ -13,6 +16,37 @@ from torchvision.models.resnet import BasicBlock
 from core.config import ModelConfig
 
 _TORCHVISION = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50}
+
+
+class _GlobalAvgPoolFn(torch.autograd.Function):
+    """Mean over H and W whose gradient keeps the input's memory format.
+
+    ``AdaptiveAvgPool2d(1)`` differentiates as ``mean``: its input gradient is an expanded tensor
+    divided into a fresh NCHW one, so under channels_last the last ReLU's backward meets mixed
+    layouts and takes a strided path (measured on the CPU in bf16: 4.4 ms against 0.3 ms for
+    512x128x4x4, 15 ms against 1.2 ms for 512x512x4x4). The values are the same: the expanded
+    gradient is divided by H*W in the same dtype, only written in the input's layout.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape = x.shape
+        ctx.channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        return F.adaptive_avg_pool2d(x, 1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        layout = torch.channels_last if ctx.channels_last else torch.contiguous_format
+        out = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=layout)
+        out.copy_(grad.expand(ctx.shape))
+        return out.div_(ctx.shape[-2] * ctx.shape[-1])
+
+
+class GlobalAvgPool(nn.Module):
+    """``nn.AdaptiveAvgPool2d(1)`` (same output, (B, C, 1, 1)) with a layout-keeping backward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _GlobalAvgPoolFn.apply(x)
 
 
 def _cifar_stem(net: nn.Module, in_channels: int) -> None:
@@ -48,7 +82,7 @@ class SmallResNet(nn.Module):
                 down = nn.Sequential(nn.Conv2d(channels, out, 1, stride, bias=False), nn.BatchNorm2d(out))
             layers.append(BasicBlock(channels, out, stride=stride, downsample=down))
             channels = out
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        layers += [GlobalAvgPool(), nn.Flatten()]
         self.body = nn.Sequential(*layers)
         self.feature_dim = channels
 
@@ -64,6 +98,7 @@ def build_encoder(cfg: ModelConfig, in_channels: int) -> tuple[nn.Module, int]:
     net = _TORCHVISION[cfg.encoder](weights=None)
     feature_dim = net.fc.in_features
     net.fc = nn.Identity()
+    net.avgpool = GlobalAvgPool()
     if cfg.cifar_stem:
         _cifar_stem(net, in_channels)
     elif in_channels != 3:

@@ -45,3 +45,54 @@ def test_projection_heads(head, out):
 def test_head_hidden_dim_option():
     model = SimCLRModel(ModelConfig(encoder="resnet_small", width=8, head_hidden_dim=100), in_channels=3)
     assert model.head[0].out_features == 100
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_global_avg_pool_matches_adaptive_avg_pool_and_keeps_the_layout(dtype, layout):
+    """Same output and the same gradient values as nn.AdaptiveAvgPool2d(1), bit for bit, with the
+    input gradient in the input's memory format (AdaptiveAvgPool2d's is always NCHW)."""
+    from core.models import GlobalAvgPool
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 5, 4, 3, generator=gen).to(dtype).contiguous(memory_format=layout)
+    up = torch.randn(6, 5, 1, 1, generator=gen).to(dtype)
+    grads = []
+    for pool in (nn.AdaptiveAvgPool2d(1), GlobalAvgPool()):
+        leaf = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
+        out = pool(leaf)
+        out.backward(up)
+        grads.append((out.detach(), leaf.grad))
+    (ref_out, ref_grad), (out, grad) = grads
+    assert out.shape == (6, 5, 1, 1) and torch.equal(out, ref_out)
+    assert torch.equal(grad, ref_grad)
+    assert grad.is_contiguous(memory_format=layout)
+
+
+@pytest.mark.parametrize("encoder", ["resnet_small", "resnet18"])
+def test_encoders_pool_with_a_layout_keeping_backward_and_no_new_weights(encoder):
+    """Every encoder pools with GlobalAvgPool (no weights, so checkpoints keep their keys): under
+    channels_last no op in the backward pass sees a gradient in NCHW."""
+    from core.models import GlobalAvgPool
+
+    net, _ = build_encoder(ModelConfig(encoder=encoder, width=4, cifar_stem=True), in_channels=3)
+    assert sum(isinstance(m, GlobalAvgPool) for m in net.modules()) == 1
+    assert not any(isinstance(m, nn.AdaptiveAvgPool2d) for m in net.modules())
+    x = torch.randn(2, 3, 16, 16).contiguous(memory_format=torch.channels_last)
+    net = net.to(memory_format=torch.channels_last)
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    nchw_gradients: list[tuple[int, ...]] = []
+
+    class FindNchwGradients(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.threshold_backward.default:
+                grad = args[0]
+                if not grad.is_contiguous(memory_format=torch.channels_last):
+                    nchw_gradients.append(tuple(grad.shape))
+            return func(*args, **(kwargs or {}))
+
+    out = net(x)
+    with FindNchwGradients():
+        out.sum().backward()
+    assert nchw_gradients == []  # nn.AdaptiveAvgPool2d(1) fails here: the last ReLU gets an NCHW gradient
