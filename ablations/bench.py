@@ -35,6 +35,8 @@ from typing import Any, Callable
 
 import torch
 
+from core.config import COMPILE_MODES, torch_compile_mode
+
 AUG_OPS = "crop+flip+color jitter+grayscale"
 CIFAR_TRAIN_IMAGES = 50_000
 _REPO = Path(__file__).resolve().parents[1]
@@ -283,6 +285,12 @@ def _row(name: str, batch_size: int, steps: int, seconds: float, epoch_images: i
     }
 
 
+def _warm_up_steps(compile_: bool | str) -> int:
+    """Untimed steps before timing: one; three when compiled (compiling, then CUDA graphs' warm-up
+    and recording under reduce-overhead)."""
+    return 3 if compile_ else 1
+
+
 def time_steps(
     trainer: Any,
     next_views: Callable[[], tuple[torch.Tensor, torch.Tensor]],
@@ -291,11 +299,10 @@ def time_steps(
     warm_up: int | None = None,
 ) -> float:
     """Seconds for ``steps`` training steps on the views ``next_views`` yields, after ``warm_up``
-    untimed steps (default one; three when compiled: compiling, then CUDA graphs' warm-up and
-    recording under reduce-overhead); the peak-memory counter restarts after the warm-up. One sync
-    at the end, as in training."""
+    untimed steps (default: ``_warm_up_steps``); the peak-memory counter restarts after the
+    warm-up. One sync at the end, as in training."""
     if warm_up is None:
-        warm_up = 3 if trainer.config.train.compile else 1
+        warm_up = _warm_up_steps(trainer.config.train.compile)
     for _ in range(warm_up):
         trainer._step(*next_views())
     _sync(device)
@@ -496,8 +503,9 @@ def run_bench(
             n_steps = 3 if dev.type == "cpu" else 20
         numerics = bench_numerics(dev, numerics_encoder, n_width, n_batch, n_steps, rounds=numerics_rounds)
     if any(r["extrapolated"] for r in e2e["rows"]):
-        warm = "3 warm-up steps, compiled" if compile_ else "1 warm-up step"
-        notes.append(f"s/epoch extrapolated from {steps} timed steps (after {warm})")
+        warm = _warm_up_steps(compile_)
+        notes.append(f"s/epoch extrapolated from {steps} timed steps (after {warm} warm-up step{'s' * (warm > 1)}"
+                     f"{', compiled' if compile_ else ''})")
     if dev.type == "cpu":
         notes.append("peak memory on CPU is the process's maximum resident set size so far (ru_maxrss)")
     return {
@@ -553,7 +561,7 @@ def format_result(r: dict[str, Any]) -> str:
     lines += [
         "",
         f"end-to-end pretraining: {e['model']}, batch {e['batch_size']}, {e['precision']}"
-        + (f", torch.compile mode {'default' if e['compile'] is True else e['compile']}" if e.get("compile") else "")
+        + (f", torch.compile mode {torch_compile_mode(e['compile'])}" if e.get("compile") else "")
         + f", data: {e['data']}",
     ]
     table = [
@@ -593,7 +601,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="auto", help="CIFAR-10 tarball path, 'synthetic', or auto (../shared/data/cifar10-jpeg.tar.gz if present)")
     p.add_argument(
         "--compile", nargs="?", const=True, default=False, metavar="MODE",
-        choices=[True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+        choices=[True, *COMPILE_MODES],
         help="torch.compile the model (train.compile); MODE: default (the same as no MODE), reduce-overhead "
         "(CUDA graphs too), max-autotune, max-autotune-no-cudagraphs",
     )

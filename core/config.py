@@ -14,7 +14,7 @@ file is an error, not a silently ignored setting.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -223,6 +223,17 @@ class OptimConfig(_Strict):
     warmup_epochs: float = Field(10, ge=0)
 
 
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
+
+
+def torch_compile_mode(compile_: bool | str) -> str | None:
+    """The torch.compile mode ``train.compile`` names: None when off, 'default' for true."""
+    if not compile_:
+        return None
+    return "default" if compile_ is True else str(compile_)
+
+
 class TrainConfig(_Strict):
     """Length, batch, seed and the numerics of the run."""
 
@@ -235,7 +246,7 @@ class TrainConfig(_Strict):
         description="auto: bf16 autocast where the device computes bf16 natively (CUDA; a CPU with AVX512_BF16 or AMX), else fp32.",
     )
     channels_last: bool | None = Field(None, description="Default: on for CUDA and for a CPU under bf16; NCHW for fp32 on CPU.")
-    compile: bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
+    compile: bool | CompileMode = Field(
         False,
         description=(
             "torch.compile the model (encoder and head): true = mode 'default' (fuses kernels); "

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from core import checkpoint, distributed
 from core.augment import TwoViews
-from core.config import PLACEMENT_ONLY, RunConfig
+from core.config import PLACEMENT_ONLY, RunConfig, torch_compile_mode
 from core.data import ImageSplits, MappedImages, load_dataset
 from core.loaders import TorchvisionLoader, batched_epoch, mapped_epoch
 from core.evaluate import Accuracy, evaluate_encoder
@@ -145,8 +145,8 @@ class Trainer:
             self.images = self.splits.pretrain.to(self.device)
         self.model = self._build_model()
         self.forward = self._wrap_parallel(self.model)
-        if config.train.compile:
-            mode = "default" if config.train.compile is True else config.train.compile
+        mode = torch_compile_mode(config.train.compile)
+        if mode is not None:
             self.forward = torch.compile(self.forward, mode=mode)
         self.steps_per_epoch = self.images.shape[0] // config.train.batch_size
         total = config.train.epochs * self.steps_per_epoch
