@@ -47,6 +47,7 @@ from ablations.bench import time_steps  # noqa: E402
 from benchmarks.gpu_sync_check import synchronising_lines  # noqa: E402
 from benchmarks.mapped_loader import make_tree  # noqa: E402
 from core.config import RunConfig  # noqa: E402
+from core.numerics import device_name  # noqa: E402
 from core.trainer import Trainer  # noqa: E402
 
 WARM_UP = 2
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
 
     keep_freed_memory()
     out: dict[str, Any] = {
-        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+        "device": device_name(torch.device(args.device)),
         "torch": torch.__version__,
         "host_cpus": os.cpu_count(),
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),

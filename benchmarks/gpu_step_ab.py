@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import core.losses as losses  # noqa: E402
 from ablations.bench import time_steps  # noqa: E402
 from core.config import RunConfig  # noqa: E402
+from core.numerics import device_name  # noqa: E402
 from core.trainer import Trainer  # noqa: E402
 
 
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             rates[names[v]].append(args.batch * args.steps / seconds)
     base = names["eager"] if "eager" in variants else names[variants[0]]
     out: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device": device_name(device),
         "torch": torch.__version__, "batch": args.batch, "steps": args.steps, "rounds": args.rounds,
         "images_per_s": {k: [round(x) for x in v] for k, v in rates.items()},
         "median_images_per_s": {k: round(statistics.median(v)) for k, v in rates.items()},
