@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from core.config import LossConfig
 from core.losses import contrastive_accuracy, loss_from_config, margin_triplet, nt_logistic, nt_xent
+from tests.dispatch import RecordOps
 
 
 def _views(z1: torch.Tensor, z2: torch.Tensor, normalize: bool = True) -> list[list[float]]:
@@ -183,19 +183,10 @@ def test_loss_from_config_dispatch_and_bad_shapes(random_pair):
         nt_xent(z1[:1], z2[:1])
 
 
-class _HostTensors(TorchDispatchMode):
-    """Records every op that takes or makes a tensor on the CPU."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        leaves = [*tree_flatten((args, kwargs))[0], *tree_flatten(out)[0]]
-        if any(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in leaves):
-            self.seen.append(str(func))
-        return out
+def _touches_the_host(func, args, kwargs, out) -> bool:
+    """Whether an op takes or makes a tensor on the CPU."""
+    leaves = [*tree_flatten((args, kwargs))[0], *tree_flatten(out)[0]]
+    return any(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in leaves)
 
 
 @pytest.mark.parametrize("name", ["nt_xent", "nt_logistic", "margin_triplet"])
@@ -207,7 +198,7 @@ def test_losses_make_no_host_tensor_when_the_projections_are_on_a_device(name, n
     # stands in for the GPU: nothing may touch the CPU.
     z1, z2 = torch.empty(8, 4, device="meta"), torch.empty(8, 4, device="meta")
     cfg = LossConfig(name=name, negatives=negatives, semi_hard=name != "nt_xent")
-    with _HostTensors() as mode:
+    with RecordOps(_touches_the_host) as mode:
         loss_from_config(cfg, z1, z2)
         contrastive_accuracy(z1, z2)
     assert mode.seen == []

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from core.config import ModelConfig
-from core.models import SimCLRModel, build_encoder
+from core.models import GlobalAvgPool, SimCLRModel, build_encoder
+from tests.dispatch import RecordOps
 
 
 @pytest.mark.parametrize(
@@ -52,8 +53,6 @@ def test_head_hidden_dim_option():
 def test_global_avg_pool_matches_adaptive_avg_pool_and_keeps_the_layout(dtype, layout):
     """Same output and the same gradient values as nn.AdaptiveAvgPool2d(1), bit for bit, with the
     input gradient in the input's memory format (AdaptiveAvgPool2d's is always NCHW)."""
-    from core.models import GlobalAvgPool
-
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(6, 5, 4, 3, generator=gen).to(dtype).contiguous(memory_format=layout)
     up = torch.randn(6, 5, 1, 1, generator=gen).to(dtype)
@@ -72,27 +71,17 @@ def test_global_avg_pool_matches_adaptive_avg_pool_and_keeps_the_layout(dtype, l
 @pytest.mark.parametrize("encoder", ["resnet_small", "resnet18"])
 def test_encoders_pool_with_a_layout_keeping_backward_and_no_new_weights(encoder):
     """Every encoder pools with GlobalAvgPool (no weights, so checkpoints keep their keys): under
-    channels_last no op in the backward pass sees a gradient in NCHW."""
-    from core.models import GlobalAvgPool
-
+    channels_last no ReLU backward gets its gradient in NCHW."""
     net, _ = build_encoder(ModelConfig(encoder=encoder, width=4, cifar_stem=True), in_channels=3)
     assert sum(isinstance(m, GlobalAvgPool) for m in net.modules()) == 1
     assert not any(isinstance(m, nn.AdaptiveAvgPool2d) for m in net.modules())
     x = torch.randn(2, 3, 16, 16).contiguous(memory_format=torch.channels_last)
     net = net.to(memory_format=torch.channels_last)
-    from torch.utils._python_dispatch import TorchDispatchMode
 
-    nchw_gradients: list[tuple[int, ...]] = []
-
-    class FindNchwGradients(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func is torch.ops.aten.threshold_backward.default:
-                grad = args[0]
-                if not grad.is_contiguous(memory_format=torch.channels_last):
-                    nchw_gradients.append(tuple(grad.shape))
-            return func(*args, **(kwargs or {}))
+    def nchw_relu_gradient(func, args, kwargs, out) -> bool:
+        return func is torch.ops.aten.threshold_backward.default and not args[0].is_contiguous(memory_format=torch.channels_last)
 
     out = net(x)
-    with FindNchwGradients():
+    with RecordOps(nchw_relu_gradient) as mode:
         out.sum().backward()
-    assert nchw_gradients == []  # nn.AdaptiveAvgPool2d(1) fails here: the last ReLU gets an NCHW gradient
+    assert mode.seen == []  # nn.AdaptiveAvgPool2d(1) fails here: the last ReLU gets an NCHW gradient
