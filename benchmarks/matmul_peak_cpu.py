@@ -11,10 +11,14 @@ this measured a ratio of 2.2-2.8x (2026-11-27), so 3x is out of this CPU's reach
 
 from __future__ import annotations
 
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.conv_backward_cpu import median_ms  # noqa: E402
 
 SIZES = (1024, 2048, 3072)
 ROUNDS = 3
@@ -25,14 +29,7 @@ def gflops(n: int, dtype: torch.dtype, calls: int = 10) -> float:
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=gen).to(dtype)
     b = torch.randn(n, n, generator=gen).to(dtype)
-    for _ in range(3):
-        torch.mm(a, b)
-    seconds = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        torch.mm(a, b)
-        seconds.append(time.perf_counter() - started)
-    return 2 * n**3 / statistics.median(seconds) / 1e9
+    return 2 * n**3 / (median_ms(lambda: torch.mm(a, b), calls=calls, warm_up=3) / 1e3) / 1e9
 
 
 def main() -> None:

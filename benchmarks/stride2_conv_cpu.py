@@ -13,12 +13,16 @@ channels_last, batch 512, as in training (milliseconds, median of 15 calls after
 
 from __future__ import annotations
 
-import statistics
-import time
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.conv_backward_cpu import median_ms  # noqa: E402
 
 SHAPES = ((16, 32, 32), (32, 64, 16), (64, 128, 8))  # in channels, out channels, input side
 Conv = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -44,16 +48,13 @@ def forward_backward_ms(conv: Conv, cin: int, cout: int, side: int, calls: int =
     x = torch.randn(512, cin, side, side, generator=gen).contiguous(memory_format=torch.channels_last).requires_grad_()
     w = torch.randn(cout, cin, 3, 3, generator=gen, requires_grad=True)
     grad = torch.randn(512, cout, side // 2, side // 2, generator=gen).bfloat16().contiguous(memory_format=torch.channels_last)
-    seconds = []
-    for i in range(calls + 3):
-        started = time.perf_counter()
+
+    def step() -> tuple[torch.Tensor, ...]:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = conv(x, w)
-        y.backward(grad)
-        if i >= 3:
-            seconds.append(time.perf_counter() - started)
-        x.grad = w.grad = None
-    return 1e3 * statistics.median(seconds)
+        return torch.autograd.grad(y, (x, w), grad)
+
+    return median_ms(step, calls=calls, warm_up=3)
 
 
 def main() -> None:
