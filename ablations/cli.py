@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from ablations.data_option import add_data_option, load_run_config_with_data
-from ablations.runconfig_file import config_digest
+from ablations.recipe_commands import add_recipe_option, overrides_with_recipe
+from ablations.runconfig_file import config_digest, recipe_of
 from ablations.summary import format_result
 from ablations.yamlfile import ConfigFileError
 from core.hostmem import keep_freed_memory
@@ -31,6 +32,8 @@ examples:
   python -m ablations train --set data.source=synthetic      # one run config, no study
   python -m ablations bench --quick                          # data pipeline and training throughput
   python -m ablations data build --data ~/imagenet --set data.image_size=160  # decode a big tree once, ahead
+  python -m ablations recipes                                # the named recipes and their sources
+  python -m ablations config --recipe lightly_cifar10        # the resolved run config a recipe gives
 
 Run `python -m ablations COMMAND --help` for each command's options.
 """
@@ -62,6 +65,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("config", nargs="?", type=Path, help="run config YAML (sections: data, augment, model, loss, optim, train, eval)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one field by dotted path (repeatable)")
     add_data_option(p)
+    add_recipe_option(p)
     p.add_argument("--run-dir", type=Path, help="where checkpoint and result go (default: runs/train/<config name>-<config hash>)")
     p.add_argument("--fresh", action="store_true", help="discard an existing checkpoint in the run directory and start over")
     p.add_argument("--json", dest="json_out", type=Path, help="also write the final metrics to this JSON file")
@@ -71,6 +75,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def build_parser() -> argparse.ArgumentParser:
     from ablations.bench import add_bench_command
     from ablations.data_command import add_data_command
+    from ablations.recipe_commands import add_recipe_commands
     from ablations.study_commands import add_study_commands
 
     parser = argparse.ArgumentParser(
@@ -84,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     add_bench_command(sub)
     add_data_command(sub)
+    add_recipe_commands(sub)
     return parser
 
 
@@ -93,7 +99,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from core.trainer import TrainingDiverged, resolve_device, train
 
     try:
-        config = load_run_config_with_data(args.config, args.data, args.overrides)
+        overrides = overrides_with_recipe(args.overrides, args.recipe)
+        config = load_run_config_with_data(args.config, args.data, overrides)
+        recipe = recipe_of(args.config, overrides)
     except ConfigFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -126,6 +134,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     result = {
         "run_dir": str(run_dir),
+        "recipe": recipe,
         "metrics": outcome.metrics,
         "protocols": {a.name: a.protocol for a in outcome.accuracies},
         "history": outcome.history,

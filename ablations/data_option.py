@@ -101,9 +101,11 @@ def load_with_data(
     return (loaded if resolved is overrides else load(resolved)), resolved
 
 
-def load_run_config_with_data(path: Path | None, option: Path | None, assignments: list[str]) -> Any:
-    """A run config file (or the defaults) with ``--set`` assignments and ``--data`` applied."""
+def load_run_config_with_data(path: Path | None, option: Path | None, assignments: list[str] | dict[str, Any]) -> Any:
+    """A run config file (or the defaults) with ``--set`` assignments (or parsed overrides) and
+    ``--data`` applied."""
+    parsed = assignments if isinstance(assignments, dict) else parse_assignments(assignments)
     config, _ = load_with_data(
-        lambda overrides: load_run_config(path, overrides), lambda config: config.data, option, parse_assignments(assignments)
+        lambda overrides: load_run_config(path, overrides), lambda config: config.data, option, parsed
     )
     return config

@@ -48,8 +48,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ablations import distributed_trial, tracking
 from ablations.pruning import PruningCallback, pruned_epoch
-from ablations.study import Point, Study, points, trial_config
+from ablations.study import Point, Study, points, trial_config, trial_recipe
 from core.config import RunConfig, identity_exclusions
+from core.recipes import RECIPE_KEY, load_recipe
 from core.trainer import Callback, TrainingDiverged, TrainResult, train
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,18 @@ def fingerprint(study: Study) -> str:
         "repeats": study.repeats,
         "search": study.search.model_dump(mode="json") if study.search else None,
     }
+    varied = varied_recipes(study)
+    if varied:  # a varied recipe is its fields: a recipe file that changes makes another study
+        axes["recipes"] = {n: load_recipe(n).values for n in varied}
     return hashlib.sha256(json.dumps(axes, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def varied_recipes(study: Study) -> list[str]:
+    """The recipes a study varies (a grid or zip axis, or searched choices), sorted."""
+    names = [*study.grid.get(RECIPE_KEY, []), *study.zip.get(RECIPE_KEY, [])]
+    if study.search is not None and RECIPE_KEY in study.search.params:
+        names += list(study.search.params[RECIPE_KEY].choices or [])
+    return sorted(set(names))
 
 
 def make_storage(url: str, options: EngineOptions, client: Any = None) -> RDBStorage:
@@ -162,7 +174,8 @@ def load_or_create(
     try:
         exp_id = tracking.experiment_id(client, name)
         parent = tracking.create_parent_run(
-            client, exp_id, name, {"study": name, "git_commit": tracking.git_commit(), "fingerprint": fp}
+            client, exp_id, name, {"study": name, "git_commit": tracking.git_commit(), "fingerprint": fp,
+                                   **({RECIPE_KEY: study.recipe} if study.recipe else {})}
         )
         client.log_text(parent, study.text, Path(study.source).name if study.source else "study.yaml")
         opt.set_user_attr(FINGERPRINT, fp)
@@ -450,6 +463,9 @@ def run_trial(
         "device": config.train.device,
         **{f"axis.{k}": tracking.param_value(v) for k, v in params.items()},
     }
+    recipe = trial_recipe(study, params)
+    if recipe is not None:  # the config it resolved to is logged as params; this says where it came from
+        tags[RECIPE_KEY] = recipe
     try:
         with heartbeat(opt._storage, trial._trial_id, options.heartbeat_interval):  # opening may wait out an outage
             run_id = _open_run(opt, trial, study, client, exp_id, f"{trial.number}: {label}", config, tags,

@@ -8,12 +8,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ablations.yamlfile import ConfigFileError, allowed_fields, read_yaml, validate
+from ablations.yamlfile import ConfigFileError, allowed_fields, line_of, read_yaml, validate
 from core.config import RunConfig, identity_exclusions
+from core.recipes import RECIPE_KEY, RecipeError, nested_fields
 
 
 def check_dotted_path(model: type[BaseModel], dotted: str, option: str = "--set") -> None:
-    """Raise ConfigFileError unless ``dotted`` names a field of ``model`` (e.g. 'loss.temperature')."""
+    """Raise ConfigFileError unless ``dotted`` names a field of ``model`` (e.g. 'loss.temperature');
+    for the run config, ``recipe`` (a name standing for fields, core.recipes) is allowed too."""
+    if model is RunConfig and dotted == RECIPE_KEY:
+        return
     parts = tuple(dotted.split("."))
     for i in range(len(parts)):
         allowed = allowed_fields(model, parts[:i])
@@ -27,7 +31,7 @@ def check_dotted_path(model: type[BaseModel], dotted: str, option: str = "--set"
 
 def merge_dotted(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Return a copy of ``data`` with each dotted override set, creating sections as needed."""
-    out = _deep_copy(data)
+    out = deep_copy(data)
     for dotted, value in overrides.items():
         node = out
         *parents, last = dotted.split(".")
@@ -41,17 +45,42 @@ def merge_dotted(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, A
     return out
 
 
-def _deep_copy(data: Any) -> Any:
+def deep_copy(data: Any) -> Any:
+    """A copy of nested mappings and lists (plain YAML data) that shares nothing with ``data``."""
     if isinstance(data, dict):
-        return {k: _deep_copy(v) for k, v in data.items()}
+        return {k: deep_copy(v) for k, v in data.items()}
     if isinstance(data, list):
-        return [_deep_copy(v) for v in data]
+        return [deep_copy(v) for v in data]
     return data
 
 
+def deep_merge(parent: Any, child: Any) -> Any:
+    """Deep merge: mappings merge key by key, anything else in ``child`` replaces ``parent``."""
+    if isinstance(parent, dict) and isinstance(child, dict):
+        out = {k: deep_copy(v) for k, v in parent.items()}
+        for k, v in child.items():
+            out[k] = deep_merge(out[k], v) if k in out else deep_copy(v)
+        return out
+    return deep_copy(child)
+
+
+def with_recipe(fields: dict[str, Any], name: Any, where: str) -> dict[str, Any]:
+    """The run-config mapping ``fields`` on top of recipe ``name``'s fields (``fields`` unchanged
+    when ``name`` is None); ConfigFileError at ``where`` for an unknown recipe."""
+    if name is None:
+        return deep_copy(fields)
+    try:
+        return deep_merge(nested_fields(name), fields)
+    except RecipeError as exc:
+        raise ConfigFileError(f"{where}: {exc}") from None
+
+
 def load_run_config(path: Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """The file's settings (or the paper's defaults when ``path`` is None) with ``overrides`` applied."""
-    overrides = overrides or {}
+    """The file's settings (or the paper's defaults when ``path`` is None) with ``overrides`` applied.
+
+    A ``recipe: NAME`` at the file's top level (or ``recipe`` among the overrides, as ``--recipe``
+    gives it, which wins) lays that recipe's fields under the file's own."""
+    overrides = dict(overrides or {})
     for dotted in overrides:
         check_dotted_path(RunConfig, dotted)
     data: Any
@@ -65,7 +94,23 @@ def load_run_config(path: Path | None, overrides: dict[str, Any] | None = None) 
             data = {}
         if not isinstance(data, dict):
             raise ConfigFileError(f"{path}:1: expected a mapping of run-config sections, got {type(data).__name__}")
-    return validate(RunConfig, merge_dotted(data, overrides), source, node)
+    data = dict(data)
+    where = f"{source}:{line_of(node, (RECIPE_KEY,)) or 1}: {RECIPE_KEY}"
+    name = data.pop(RECIPE_KEY, None)
+    if RECIPE_KEY in overrides:
+        name = overrides.pop(RECIPE_KEY)
+        where = "--recipe"
+    return validate(RunConfig, merge_dotted(with_recipe(data, name, where), overrides), source, node)
+
+
+def recipe_of(path: Path | None, overrides: dict[str, Any] | None = None) -> str | None:
+    """The recipe a run config file (or ``--recipe``) names, for the record; None for none."""
+    if overrides and RECIPE_KEY in overrides:
+        return overrides[RECIPE_KEY]
+    if path is None:
+        return None
+    data, _ = read_yaml(path)
+    return data.get(RECIPE_KEY) if isinstance(data, dict) else None
 
 
 def config_digest(config: RunConfig) -> str:

@@ -43,9 +43,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ablations.runconfig_file import check_dotted_path
+from ablations.runconfig_file import check_dotted_path, deep_copy, deep_merge, with_recipe
 from ablations.yamlfile import ConfigFileError, allowed_fields, line_of, read_yaml
 from core.config import RunConfig
+from core.recipes import RECIPE_KEY, RecipeError, load_recipe, recipe_names
 
 StudyFileError = ConfigFileError
 
@@ -159,6 +160,8 @@ class Study(_Strict):
     scales: dict[str, dict[str, Any]] = {}
     report: dict[str, Any] = {}
     # set by the loader, not part of the YAML schema
+    recipe: str | None = None  # the recipe the base names (core.recipes), already applied to base
+    base_fields: dict[str, Any] = {}  # the base as the files, scale and --set give it, before the recipe
     source: Path = Path("<memory>")
     text: str = ""
     scale: str | None = None
@@ -240,26 +243,39 @@ def points(study: Study) -> list[Point]:
             params.update(row)
             start = params.get("train.seed", study.base.train.seed)
             for r in range(study.repeats):
-                out.append(Point(index=len(out), params=_copy(params), repeat=r, seed=int(start) + r))
+                out.append(Point(index=len(out), params=deep_copy(params), repeat=r, seed=int(start) + r))
     return out
 
 
 def trial_config(study: Study, params: dict[str, Any], seed: int) -> RunConfig:
-    """The base run config with ``params`` (dotted paths) and ``train.seed = seed`` applied, validated."""
+    """The base run config with ``params`` (dotted paths) and ``train.seed = seed`` applied, validated.
+
+    A ``recipe`` among ``params`` (a study varying the recipe) replaces the base's recipe: its
+    fields go under the base's own, then the other params on top."""
     for dotted in params:
         check_dotted_path(RunConfig, dotted, option=f"{study.source}: trial parameter")
     try:
-        return _build(study.base, params, seed)
+        return _build(study, params, seed)
     except ValidationError as exc:
         where = ", ".join(f"{k}={format_value(v)}" for k, v in params.items())
         msgs = "; ".join(f"{_dotted(e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigFileError(f"{study.source}: invalid trial ({where}, seed={seed}): {msgs}") from None
 
 
-def _build(base: RunConfig, params: dict[str, Any], seed: int | None) -> RunConfig:
-    data = base.model_dump(mode="python")
+def trial_recipe(study: Study, params: dict[str, Any]) -> str | None:
+    """The recipe a trial of ``study`` with axis values ``params`` trains under (None: none)."""
+    return params.get(RECIPE_KEY, study.recipe)
+
+
+def _build(study: Study, params: dict[str, Any], seed: int | None) -> RunConfig:
+    if RECIPE_KEY in params:
+        base = RunConfig.model_validate(with_recipe(study.base_fields, params[RECIPE_KEY], str(study.source)))
+        data = base.model_dump(mode="python")
+    else:
+        data = study.base.model_dump(mode="python")
     for dotted, value in params.items():
-        _set_path(data, dotted, value)
+        if dotted != RECIPE_KEY:
+            _set_path(data, dotted, value)
     if seed is not None:
         data["train"]["seed"] = seed
     config = RunConfig.model_validate(data)
@@ -296,27 +312,9 @@ def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
             node[part] = child
         node = child
     if isinstance(value, dict) and isinstance(node.get(last), dict):
-        node[last] = _merge(node[last], value)
+        node[last] = deep_merge(node[last], value)
     else:
-        node[last] = _copy(value)
-
-
-def _merge(parent: Any, child: Any) -> Any:
-    """Deep merge: mappings merge key by key, anything else in ``child`` replaces ``parent``."""
-    if isinstance(parent, dict) and isinstance(child, dict):
-        out = {k: _copy(v) for k, v in parent.items()}
-        for k, v in child.items():
-            out[k] = _merge(out[k], v) if k in out else _copy(v)
-        return out
-    return _copy(child)
-
-
-def _copy(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _copy(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_copy(v) for v in data]
-    return data
+        node[last] = deep_copy(value)
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -401,12 +399,12 @@ def _read_chain(path: Path, locator: _Locator, seen: list[Path]) -> tuple[dict[s
         raise _fail(where, "extends", f"no such file: {parent}")
     parent_data, _ = _read_chain(parent, locator, [*seen, resolved])
     parent_data.pop("name", None)  # a study's name is its own, never inherited
-    merged = {k: _copy(v) for k, v in parent_data.items()}
+    merged = {k: deep_copy(v) for k, v in parent_data.items()}
     for key, value in data.items():
         if key in _MERGED_KEYS and key in merged:
-            merged[key] = _merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
-            merged[key] = _copy(value)
+            merged[key] = deep_copy(value)
     return merged, text
 
 
@@ -444,10 +442,15 @@ def load_study(path: Path, overrides: dict[str, Any] | None = None, scale: str |
                 f"set it on the axis in {path} or with a scale instead"
             )
         _set_path(raw["base"], dotted, value)
-        locator.provenance[("base", *dotted.split("."))] = f"--set {dotted}={format_value(value)}"
+        option = "--recipe" if dotted == RECIPE_KEY else f"--set {dotted}"
+        locator.provenance[("base", *dotted.split("."))] = f"{option}={format_value(value)}"
+    fields = raw["base"] if isinstance(raw["base"], dict) else {}
+    recipe = fields.pop(RECIPE_KEY, None)
+    raw["base"] = with_recipe(fields, recipe, f"{locator.where(('base', RECIPE_KEY))}: base.{RECIPE_KEY}")
     try:
         study = Study.model_validate(
-            {**raw, "source": path, "text": text, "scale": scale, "overrides": overrides}
+            {**raw, "source": path, "text": text, "scale": scale, "overrides": overrides,
+             "recipe": recipe, "base_fields": fields}
         )
     except ValidationError as exc:
         raise ConfigFileError(_describe(exc, locator)) from None
@@ -461,7 +464,7 @@ def _check_metric(study: Study, locator: _Locator) -> None:
     """Refuse a metric the trials cannot produce: every trial would end without a value."""
     if not study.metric.startswith("linear_"):
         return  # kNN runs at the end of every trial, and the loss is always there
-    configs = [study.base] if study.search is not None else [_build(study.base, p.params, p.seed) for p in points(study)]
+    configs = [study.base] if study.search is not None else [_build(study, p.params, p.seed) for p in points(study)]
     off = [c for c in configs if not c.eval.linear]
     if off:
         where = "the base config" if off[0].eval.linear == study.base.eval.linear else "some points"
@@ -542,14 +545,14 @@ def _apply_scale(raw: dict[str, Any], scale: str | None, locator: _Locator) -> N
                         f"a scale can only replace the values of an existing {key} axis "
                         f"(axes: {', '.join(axes) or 'none'})",
                     )
-                axes[axis] = _copy(values)
+                axes[axis] = deep_copy(values)
                 locator.provenance[(key, axis)] = locator.where((*at, axis))
         elif key == "search":
             if not isinstance(value, dict):
                 raise _fail(locator.where(at), f"scales.{scale}.search", f"expected a mapping, got {type(value).__name__}")
             if not isinstance(raw.get("search"), dict):
                 raise _fail(locator.where(at), f"scales.{scale}.search", "the study has no search to adjust")
-            raw["search"] = _merge(raw["search"], value)
+            raw["search"] = deep_merge(raw["search"], value)
             _record(locator, ("search",), value, at)
         elif key == "repeats":
             raw["repeats"] = value
@@ -600,13 +603,35 @@ def _check_axes(study: Study, locator: _Locator) -> None:
             )
 
 
+def _check_recipe_axes(study: Study, locator: _Locator) -> None:
+    """A varied ``recipe`` names shipped recipes only (checked before any trial is built)."""
+    named: list[tuple[tuple[str, ...], list[Any]]] = [
+        ((section, RECIPE_KEY), axes[RECIPE_KEY]) for section, axes in (("grid", study.grid), ("zip", study.zip))
+        if RECIPE_KEY in axes
+    ]
+    if study.search is not None and RECIPE_KEY in study.search.params:
+        param = study.search.params[RECIPE_KEY]
+        loc = ("search", "params", RECIPE_KEY)
+        if param.type != "categorical":
+            raise _fail(locator.where(loc), ".".join(loc), f"a recipe is a name: search it as categorical "
+                        f"choices ({', '.join(recipe_names())})")
+        named.append((loc, list(param.choices or [])))
+    for loc, names in named:
+        for name in names:
+            try:
+                load_recipe(name)
+            except RecipeError as exc:
+                raise _fail(locator.where(loc), ".".join(loc), str(exc)) from None
+
+
 def _check_trials(study: Study, locator: _Locator) -> None:
     """Build every trial's run config (or every search bound) so bad values fail now, at their axis."""
+    _check_recipe_axes(study, locator)
     if study.search is not None:
         for key, param in study.search.params.items():
             for value in param.bounds():
                 try:
-                    _build(study.base, {key: value}, None)
+                    _build(study, {key: value}, None)
                 except ValidationError as exc:
                     raise _fail(
                         locator.where(("search", "params", key)),
@@ -618,7 +643,7 @@ def _check_trials(study: Study, locator: _Locator) -> None:
         if point.repeat:
             continue  # repeats differ only in the seed
         try:
-            _build(study.base, point.params, point.seed)
+            _build(study, point.params, point.seed)
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = tuple(str(p) for p in err["loc"] if not str(p).startswith("function-"))

@@ -12,7 +12,8 @@ from typing import Any
 from ablations.data_option import add_data_option, load_with_data
 from ablations.logs import configure_logging
 from ablations.preflight import check_data, check_study_devices, trial_configs
-from ablations.yamlfile import ConfigFileError, parse_assignments
+from ablations.recipe_commands import add_recipe_option, overrides_with_recipe
+from ablations.yamlfile import ConfigFileError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -52,6 +53,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="override a base run-config field by dotted path, e.g. train.epochs=5 (repeatable)")
     p.add_argument("--scale", help="a named variant from the study's `scales:` section, e.g. quick")
     add_data_option(p)
+    add_recipe_option(p)
     p.add_argument("--name", help="the study's name in Optuna and MLflow (default: its `name`, plus -SCALE)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///optuna.db beside the MLflow store)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLflow's default, sqlite:///mlflow.db here)")
@@ -127,7 +129,7 @@ def _load(args: argparse.Namespace) -> Any:
         lambda overrides: load_study(args.study, overrides, args.scale),
         lambda study: study.base.data,
         args.data,
-        parse_assignments(args.overrides),
+        overrides_with_recipe(args.overrides, getattr(args, "recipe", None)),
     )
     return study
 

@@ -106,6 +106,22 @@ class CropConfig(_Strict):
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip: bool = True
+    sampler: Literal["torchvision", "tf"] = Field(
+        "torchvision",
+        description=(
+            "How a crop box is drawn from scale (area fraction) and ratio. torchvision: area uniform, "
+            "ratio log-uniform, 10 tries, then a centre crop. tf: TensorFlow's "
+            "sample_distorted_bounding_box as google-research/simclr calls it (ratio uniform, height "
+            "uniform between the area bounds, at least 10% of the image, 100 tries, then the whole image)."
+        ),
+    )
+    interpolation: Literal["bilinear", "bicubic"] = Field(
+        "bilinear",
+        description=(
+            "Resampling of the crop. bilinear: torchvision's default. bicubic: as google-research/simclr "
+            "resizes its crops (here torch's antialiased bicubic, Keys a=-0.5, in both loaders)."
+        ),
+    )
     size: int | None = Field(
         None,
         ge=8,
@@ -137,6 +153,13 @@ class ColorConfig(_Strict):
     strength: float = Field(0.5, ge=0)
     jitter_p: float = Field(0.8, ge=0, le=1)
     grayscale_p: float = Field(0.2, ge=0, le=1)
+    brightness: Literal["multiplicative", "additive"] = Field(
+        "multiplicative",
+        description=(
+            "multiplicative: x * U(1-0.8s, 1+0.8s) (torchvision, google-research/simclr v2); "
+            "additive: x + U(-0.8s, 0.8s) (tf.image.random_brightness, google-research/simclr v1)."
+        ),
+    )
 
 
 class BlurConfig(_Strict):
@@ -193,6 +216,29 @@ class ModelConfig(_Strict):
     head: Literal["none", "linear", "nonlinear"] = "nonlinear"
     head_dim: int = Field(128, ge=1, description="Output dimension of z (ignored for head: none).")
     head_hidden_dim: int | None = Field(None, ge=1, description="Hidden width; default = feature dim.")
+    head_hidden_bn: bool = Field(
+        True,
+        description="nonlinear only: BatchNorm after each hidden Linear (which then has no bias); false: Linear with bias, ReLU (solo-learn).",
+    )
+    head_layers: int = Field(
+        2, ge=2, description="nonlinear only: Linear layers of the head (2: Linear-BN-ReLU-Linear; each more adds Linear-BN-ReLU)."
+    )
+    head_bn_out: Literal["none", "scale", "affine"] = Field(
+        "none",
+        description=(
+            "BatchNorm on the head's output z (its last Linear then has no bias). scale: a learned scale, "
+            "no shift (google-research/simclr); affine: scale and shift (lightly). Not for head: none."
+        ),
+    )
+    zero_init_residual: bool = Field(
+        False, description="Start the last BatchNorm scale of every residual block at 0 (google-research/simclr's ResNet)."
+    )
+
+    @model_validator(mode="after")
+    def _head_output_norm(self) -> "ModelConfig":
+        if self.head == "none" and self.head_bn_out != "none":
+            raise ValueError("head_bn_out needs a projection head (head: linear or nonlinear), not head: none")
+        return self
 
 
 class LossConfig(_Strict):
@@ -207,6 +253,15 @@ class LossConfig(_Strict):
         "both_views",
         description="one_view: negatives come from the other view only (paper footnote 8, Table 4).",
     )
+    reduction: Literal["mean", "sum_directions"] = Field(
+        "mean",
+        description=(
+            "mean: the mean over all 2N anchors. sum_directions: google-research/simclr's objective, "
+            "view 1 against view 2 plus view 2 against view 1, each a mean over N (twice the mean): "
+            "the gradient doubles, which under LARS doubles the step of biases and BatchNorm "
+            "parameters and halves weight decay's weight against the gradient."
+        ),
+    )
 
 
 class OptimConfig(_Strict):
@@ -220,6 +275,20 @@ class OptimConfig(_Strict):
     weight_decay: float = Field(1e-6, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     lars_eta: float = Field(0.001, gt=0)
+    lars_clip_lr: bool = Field(
+        False,
+        description=(
+            "LARS only: a layer's rate is min(eta*||p||/||g'||, lr) instead of lr*eta*||p||/||g'|| "
+            "(solo-learn's clip_lr, NVIDIA's LARC clip mode)."
+        ),
+    )
+    exclude_bias_bn: bool = Field(
+        True,
+        description=(
+            "Biases and BatchNorm parameters get no weight decay and, under LARS, no trust ratio "
+            "(google-research/simclr). false: every parameter is decayed (and adapted) alike (lightly's SGD)."
+        ),
+    )
     warmup_epochs: float = Field(10, ge=0)
 
 
@@ -284,13 +353,44 @@ class EvalConfig(_Strict):
     """kNN monitor during training and the final linear evaluation."""
 
     knn_every: int = Field(1, ge=0, description="Epochs between kNN evaluations; 0 = only at the end.")
-    knn_k: int = Field(200, ge=1)
+    knn_k: int | list[int] = Field(
+        200,
+        description=(
+            "Neighbours of the kNN monitor; a list, e.g. [200, 10], reports each: the first as knn_top1 "
+            "and knn_top5, the others as knn_top1_k10, knn_top5_k10."
+        ),
+    )
     knn_temperature: float = Field(0.1, gt=0)
     linear: bool = True
+    linear_protocol: Literal["offline_standardized", "official"] = Field(
+        "offline_standardized",
+        description=(
+            "offline_standardized: the linear classifier trains on precomputed features of the unaugmented "
+            "training images, standardised with their mean and std. official: as google-research/simclr's "
+            "linear evaluation (its README's CIFAR-10 command), on features of a fresh random crop and "
+            "flip of every training image at every epoch (augment.crop's settings), not standardised; "
+            "the test images as stored. Both: zero-init, SGD Nesterov 0.9, no weight decay, cosine."
+        ),
+    )
     linear_epochs: int = Field(100, ge=1)
     linear_batch_size: int = Field(512, ge=1)
     linear_lr: float = Field(0.1, gt=0, description="Scaled linearly with linear_batch_size / 256.")
     batch_size: int = Field(1024, ge=1, description="Batch for feature extraction.")
+
+    @field_validator("knn_k")
+    @classmethod
+    def _ks(cls, v: int | list[int]) -> int | list[int]:
+        """One k is an int whichever way it is written, so [200] and 200 are the same config."""
+        ks = [v] if isinstance(v, int) else list(v)
+        if not ks or any(k < 1 for k in ks):
+            raise ValueError(f"expected k >= 1 (one, or a non-empty list), got {v}")
+        if len(set(ks)) != len(ks):
+            raise ValueError(f"each k once, got {v}")
+        return ks[0] if len(ks) == 1 else ks
+
+    def knn_ks(self) -> list[int]:
+        """Every k, the first (reported as knn_top1) first."""
+        return [self.knn_k] if isinstance(self.knn_k, int) else list(self.knn_k)
 
 
 class RunConfig(_Strict):
@@ -340,7 +440,21 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-ADDED_LATER: dict[str, Any] = {"data.classes": None, "augment.crop.size": None}
+ADDED_LATER: dict[str, Any] = {
+    "data.classes": None,
+    "augment.crop.size": None,
+    "augment.crop.sampler": "torchvision",
+    "augment.crop.interpolation": "bilinear",
+    "augment.color.brightness": "multiplicative",
+    "model.head_layers": 2,
+    "model.head_hidden_bn": True,
+    "model.head_bn_out": "none",
+    "model.zero_init_residual": False,
+    "loss.reduction": "mean",
+    "optim.lars_clip_lr": False,
+    "optim.exclude_bias_bn": True,
+    "eval.linear_protocol": "offline_standardized",
+}
 """Fields added after studies and run directories had been recorded, each with the value that
 behaves as before it existed. While a field holds that value it is not part of a config's identity
 (a study's fingerprint, a run directory's name), so adding it changed no existing study."""

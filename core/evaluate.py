@@ -28,14 +28,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from core.augment.center import center_view
-from core.config import EvalConfig
+from core.config import CropConfig, EvalConfig
 from core.data.mapped_images import MappedImages
 from core.data.prefetch import prefetch
 from core.optim import warmup_cosine
@@ -254,16 +254,8 @@ def _train_linear(
     generator: torch.Generator,
 ) -> nn.Linear:
     """SGD Nesterov (momentum 0.9), cosine decay per step, shuffled mini-batches from ``generator``."""
-    clf = _zero_linear(x.shape[1], num_classes, x.device)
-    opt = torch.optim.SGD(
-        [dict(params=[clf.weight], weight_decay=weight_decay), dict(params=[clf.bias], weight_decay=0.0)],
-        lr=lr,
-        momentum=0.9,
-        nesterov=True,
-    )
-    steps_per_epoch = math.ceil(len(x) / batch_size)
-    total = epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, 0))
+    total = epochs * math.ceil(len(x) / batch_size)
+    clf, opt, sched = _linear_trainer(x.shape[1], num_classes, x.device, lr, total, weight_decay)
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=generator, device=generator.device).to(x.device)
         for idx in order.split(batch_size):
@@ -320,6 +312,106 @@ def linear_eval(
     return _as_accuracies("linear", hit1, hitk, top, len(x_test), protocol)
 
 
+def _augmented_batches(
+    images: torch.Tensor | MappedImages, order: torch.Tensor, batch_size: int, device: torch.device
+) -> Iterator[torch.Tensor]:
+    """uint8 batches of ``images`` in ``order`` on ``device`` (a memory map read ahead in a thread)."""
+    jobs = order.split(batch_size)
+    if isinstance(images, MappedImages):
+        yield from prefetch(images, jobs, device)
+        return
+    for rows in jobs:
+        yield images[rows.to(images.device)].to(device, non_blocking=True)
+
+
+def linear_eval_augmented(
+    encoder: nn.Module,
+    train_images: torch.Tensor | MappedImages,
+    train_labels: torch.Tensor,
+    test_feats: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int,
+    cfg: EvalConfig,
+    crop: CropConfig,
+    device: torch.device,
+    generator: torch.Generator,
+    channels_last: bool = False,
+    autocast_dtype: torch.dtype | None = None,
+) -> tuple[Accuracy, Accuracy]:
+    """google-research/simclr's linear evaluation (``eval.linear_protocol: official``).
+
+    Every epoch each training image is seen once through a fresh random crop and flip (the
+    ``augment.crop`` of pretraining, as the official fine-tuning input pipeline crops and flips
+    but does not colour-distort), encoded by the frozen encoder in eval mode (its BatchNorm keeps
+    the running statistics, as the official code's frozen blocks do), and a zero-initialised
+    ``nn.Linear`` takes one SGD step per batch on those features, not standardised: Nesterov momentum
+    0.9, lr ``linear_lr`` x batch/256 cosine-decayed per step, no weight decay (the README's CIFAR-10
+    command: momentum optimizer, lr 0.1, weight decay 0, 100 epochs, batch 512, no warmup). The
+    test split's features (``test_feats``, unaugmented) are classified at the end. Batch order
+    and crops come from ``generator`` (on the CPU), so a seed gives the same result.
+    """
+    from core.augment.transforms import RandomResizedCrop  # the augmentations are not needed elsewhere here
+
+    device = torch.device(device)
+    n = len(train_images)
+    batch = min(cfg.linear_batch_size, n)
+    scaled_lr = cfg.linear_lr * batch / 256
+    steps_per_epoch = math.ceil(n / batch)
+    total = cfg.linear_epochs * steps_per_epoch
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    views = RandomResizedCrop(crop)
+    y_all = train_labels.to(device, torch.long)
+    modes = [m.training for m in encoder.modules()]
+    encoder.eval()
+    clf: nn.Linear | None = None
+    try:
+        for _ in range(cfg.linear_epochs):
+            order = torch.randperm(n, generator=generator)
+            for rows, images in zip(order.split(batch), _augmented_batches(train_images, order, batch, device)):
+                x = images.to(torch.float32).div_(255)
+                params = views.sample(torch.empty(()).expand(x.shape), generator)  # drawn on the CPU generator
+                x = views.apply(x, {k: v.to(device) for k, v in params.items()}).contiguous(memory_format=memory_format)
+                with torch.no_grad(), _autocast(device, autocast_dtype):
+                    feats = encoder(x).flatten(1).float()
+                if clf is None:
+                    clf, opt, sched = _linear_trainer(feats.shape[1], num_classes, device, scaled_lr, total)
+                with torch.enable_grad():
+                    loss = F.cross_entropy(clf(feats), y_all[rows.to(device)])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                opt.step()
+                sched.step()
+    finally:
+        _restore_modes(encoder, modes)
+    assert clf is not None
+    top = min(5, num_classes)
+    with torch.no_grad():
+        hit1, hitk = _topk_correct(clf(test_feats.to(device).float()), test_labels.to(device, torch.long), top)
+    protocol = (
+        f"linear on h of augmented training images (google-research/simclr's linear evaluation): a fresh random "
+        f"crop ({crop.sampler} sampler, {crop.interpolation}) and flip of every training image every epoch, "
+        f"encoder frozen in eval mode, features not standardized, zero-init nn.Linear, cross-entropy, SGD "
+        f"Nesterov momentum 0.9, lr {cfg.linear_lr} x {batch}/256 = {scaled_lr:g}, cosine decay over {total} steps "
+        f"({cfg.linear_epochs} epochs, batch {batch}), weight decay 0, trained on train split (N={n}), "
+        f"tested on unaugmented test split (N={len(test_feats)}), {num_classes} classes"
+    )
+    return _as_accuracies("linear", hit1, hitk, top, len(test_feats), protocol)
+
+
+def _linear_trainer(
+    in_dim: int, num_classes: int, device: torch.device, lr: float, total_steps: int, weight_decay: float = 0.0
+) -> tuple[nn.Linear, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """The classifier, optimizer and schedule both linear protocols share: zero-init nn.Linear,
+    SGD Nesterov momentum 0.9 (weight decay on the weight only, 0 by default), cosine decay per step."""
+    clf = _zero_linear(in_dim, num_classes, device)
+    opt = torch.optim.SGD(
+        [dict(params=[clf.weight], weight_decay=weight_decay), dict(params=[clf.bias], weight_decay=0.0)],
+        lr=lr, momentum=0.9, nesterov=True,
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total_steps, 0))
+    return clf, opt, sched
+
+
 def evaluate_encoder(
     encoder: nn.Module,
     train_images: torch.Tensor | MappedImages,
@@ -335,24 +427,33 @@ def evaluate_encoder(
     channels_last: bool = False,
     autocast_dtype: torch.dtype | None = None,
     size: int | None = None,
+    crop: CropConfig | None = None,
 ) -> list[Accuracy]:
     """Extract features of both splits once, then kNN (always) and linear evaluation (if ``linear``).
+
+    kNN runs at every k of ``cfg.knn_k``: the first is reported as ``knn_top1``/``knn_top5``, the
+    others as ``knn_top1_k10``/``knn_top5_k10`` (so one run sits beside protocols of k=200 and k=10).
 
     ``linear`` is explicit rather than read from ``cfg.linear`` so the per-epoch
     kNN monitor and the final evaluation can share one config. Images may be
     memory-mapped (``MappedImages``); ``size`` is the training resolution
-    (``augment.crop.size``; None: the stored size), see the module docstring.
+    (``augment.crop.size``; None: the stored size), see the module docstring; ``crop`` is the
+    pretraining crop, which ``eval.linear_protocol: official`` trains the classifier on.
     """
     def feats(images: torch.Tensor | MappedImages) -> torch.Tensor:
         return extract_features(encoder, images, cfg.batch_size, device, channels_last, autocast_dtype, size)
 
     train_feats, test_feats = feats(train_images), feats(test_images)
-    results = list(
-        knn_accuracy(
-            train_feats, train_labels, test_feats, test_labels, num_classes, cfg.knn_k, cfg.knn_temperature
+    results: list[Accuracy] = []
+    for i, k in enumerate(cfg.knn_ks()):
+        found = knn_accuracy(train_feats, train_labels, test_feats, test_labels, num_classes, k, cfg.knn_temperature)
+        results += found if i == 0 else [replace(a, name=f"{a.name}_k{k}") for a in found]
+    if linear and cfg.linear_protocol == "official":
+        results += linear_eval_augmented(
+            encoder, train_images, train_labels, test_feats, test_labels, num_classes, cfg,
+            crop if crop is not None else CropConfig(), device, generator, channels_last, autocast_dtype,
         )
-    )
-    if linear:
+    elif linear:
         results += linear_eval(
             train_feats,
             train_labels,

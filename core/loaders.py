@@ -28,8 +28,8 @@ import torchvision.transforms.v2 as v2
 
 from core.augment import TwoViews, blur_kernel_size, build_transform
 from core.augment.center import center_view
-from core.augment.transforms import Transform
-from core.config import AugmentConfig
+from core.augment.transforms import TF_ATTEMPTS, Transform, tf_crop_box
+from core.config import AugmentConfig, CropConfig
 from core.data.mapped_images import MappedImages
 from core.data.prefetch import prefetch
 
@@ -56,16 +56,48 @@ class _PerImage:
         return f"PerImage({type(self.transform).__name__})"
 
 
+class _TFCrop:
+    """A crop box drawn as ``core.augment.transforms.tf_crop_box`` draws it (TensorFlow's
+    ``sample_distorted_bounding_box``, which torchvision lacks), from the global torch RNG like
+    torchvision's transforms, then cropped and resized by torchvision's ``resized_crop``."""
+
+    def __init__(self, crop: CropConfig, out: int, interpolation: v2.InterpolationMode) -> None:
+        self.crop, self.out, self.interpolation = crop, out, interpolation
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        draws = torch.rand((1, TF_ATTEMPTS, 2), dtype=torch.float64)
+        offsets = torch.rand((1, 2), dtype=torch.float64)
+        top, left, h, w = (int(v) for v in tf_crop_box(height, width, self.crop.scale, self.crop.ratio, draws, offsets))
+        return v2.functional.resized_crop(image, top, left, h, w, [self.out, self.out], self.interpolation, antialias=True)
+
+    def __repr__(self) -> str:
+        return f"TFCrop({self.out}, {self.interpolation.value})"
+
+
+def _clamp01(image: torch.Tensor) -> torch.Tensor:
+    """Bicubic overshoots [0, 1]; the batched crop clamps, so this does too."""
+    return image.clamp(0, 1)
+
+
 def torchvision_op(name: str, cfg: AugmentConfig, image_size: int) -> list[ImageFn]:
     """The per-image torchvision equivalent of the batched op ``name`` (a list: some are two steps)
     for input images of ``image_size``; a crop outputs ``crop.size`` (default: ``image_size``)."""
     if name == "crop":
         c = cfg.crop
         out = c.size if c.size is not None else image_size
-        ops: list[ImageFn] = [v2.RandomResizedCrop(out, scale=c.scale, ratio=c.ratio, antialias=True)]
+        mode = v2.InterpolationMode.BICUBIC if c.interpolation == "bicubic" else v2.InterpolationMode.BILINEAR
+        ops: list[ImageFn] = [
+            _TFCrop(c, out, mode) if c.sampler == "tf"
+            else v2.RandomResizedCrop(out, scale=c.scale, ratio=c.ratio, interpolation=mode, antialias=True)
+        ]
+        if c.interpolation == "bicubic":
+            ops.append(_clamp01)
         if c.flip:
             ops.append(v2.RandomHorizontalFlip(0.5))
         return ops
+    if name == "color" and cfg.color.brightness == "additive":  # torchvision's brightness only multiplies
+        return [_PerImage(build_transform(name, cfg))]
     if name == "color":
         s = cfg.color.strength
         jitter = v2.ColorJitter(brightness=0.8 * s, contrast=0.8 * s, saturation=0.8 * s, hue=min(0.5, 0.2 * s))

@@ -6,8 +6,9 @@ its negatives are the 2N - 2 views of the other images (``negatives="both_views"
 views of the other images in the *other* view (``negatives="one_view"``, the paper's footnote 8 setting
 used for Table 4). Losses are averaged over the 2N anchors.
 
-Scale convention: ``nt_xent`` is the mean over all 2N anchors. google-research/simclr adds the two
-directions (each a mean over N anchors), so its reported loss value is exactly twice ours.
+Scale convention: every loss is the mean over all 2N anchors. google-research/simclr adds the two
+directions (each a mean over N anchors), so its loss is exactly twice ours; ``loss.reduction:
+sum_directions`` (``loss_from_config``) trains on that sum, whose gradient is twice ours too.
 
 Semi-hard negative mining (Schroff et al. 2015, as the paper's Table 4 uses it): an anchor keeps only
 the negatives that are less similar to it than its positive, s(a, n) < s(a, p). An anchor with no such
@@ -137,13 +138,21 @@ def contrastive_accuracy(z1: torch.Tensor, z2: torch.Tensor, normalize: bool = T
     return (sim.argmax(dim=1) == positive).float().mean()
 
 
+REDUCTION_FACTOR = {"mean": 1.0, "sum_directions": 2.0}
+"""``loss.reduction`` as a factor on the mean over 2N anchors: the sum of the two directions' means
+(view 1's anchors against all views, plus view 2's) is twice the mean over both."""
+
+
 def loss_from_config(cfg: LossConfig, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """Dispatch on ``cfg.name`` with the config's settings."""
+    """Dispatch on ``cfg.name`` with the config's settings, reduced as ``cfg.reduction`` says."""
     common = dict(normalize=cfg.normalize, negatives=cfg.negatives, semi_hard=cfg.semi_hard)
     if cfg.name == "nt_xent":
-        return nt_xent(z1, z2, temperature=cfg.temperature, **common)
-    if cfg.name == "nt_logistic":
-        return nt_logistic(z1, z2, temperature=cfg.temperature, **common)
-    if cfg.name == "margin_triplet":
-        return margin_triplet(z1, z2, margin=cfg.margin, **common)
-    raise ValueError(f"unknown loss {cfg.name!r}")
+        loss = nt_xent(z1, z2, temperature=cfg.temperature, **common)
+    elif cfg.name == "nt_logistic":
+        loss = nt_logistic(z1, z2, temperature=cfg.temperature, **common)
+    elif cfg.name == "margin_triplet":
+        loss = margin_triplet(z1, z2, margin=cfg.margin, **common)
+    else:
+        raise ValueError(f"unknown loss {cfg.name!r}")
+    factor = REDUCTION_FACTOR[cfg.reduction]
+    return loss if factor == 1.0 else loss * factor

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18, resnet34, resnet50
-from torchvision.models.resnet import BasicBlock
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from core.config import ModelConfig
 
@@ -90,8 +90,27 @@ class SmallResNet(nn.Module):
         return self.body(x)
 
 
+def zero_init_last_bn(net: nn.Module) -> int:
+    """Set the scale of the last BatchNorm of every residual block to 0, so each block starts as
+    its shortcut (google-research/simclr's ResNet; Goyal et al. 2017). Returns how many were set."""
+    count = 0
+    for block in net.modules():
+        last = getattr(block, "bn3", None) if isinstance(block, Bottleneck) else getattr(block, "bn2", None)
+        if isinstance(block, (BasicBlock, Bottleneck)) and isinstance(last, nn.BatchNorm2d):
+            nn.init.zeros_(last.weight)
+            count += 1
+    return count
+
+
 def build_encoder(cfg: ModelConfig, in_channels: int) -> tuple[nn.Module, int]:
     """Return (encoder, feature_dim); the encoder maps (B,C,H,W) floats to pooled features (B, feature_dim)."""
+    net, feature_dim = _encoder(cfg, in_channels)
+    if cfg.zero_init_residual:
+        zero_init_last_bn(net)
+    return net, feature_dim
+
+
+def _encoder(cfg: ModelConfig, in_channels: int) -> tuple[nn.Module, int]:
     if cfg.encoder == "resnet_small":
         net = SmallResNet(cfg.width, in_channels, cfg.cifar_stem)
         return net, net.feature_dim
@@ -107,18 +126,46 @@ def build_encoder(cfg: ModelConfig, in_channels: int) -> tuple[nn.Module, int]:
 
 
 def build_head(cfg: ModelConfig, feature_dim: int) -> nn.Module:
-    """Projection head g: identity, a linear map, or Linear-BN-ReLU-Linear (the paper's ImageNet code)."""
+    """Projection head g: identity, a linear map, or (Linear-BN-ReLU) x (head_layers - 1) then Linear
+    (the paper's ImageNet code has two layers, google-research/simclr's TF2 code three); without
+    ``head_hidden_bn`` the hidden layers are Linear (with bias)-ReLU (solo-learn).
+
+    With ``head_bn_out`` the output z is batch-normalised too, and the last Linear drops its bias
+    (a shift before BatchNorm is cancelled by it): ``scale`` learns only a scale (the official
+    code's output BN has ``center=False``), ``affine`` a scale and a shift.
+    """
     if cfg.head == "none":
         return nn.Identity()
+    out_bn = cfg.head_bn_out != "none"
     if cfg.head == "linear":
-        return nn.Linear(feature_dim, cfg.head_dim)
-    hidden = cfg.head_hidden_dim or feature_dim
-    return nn.Sequential(
-        nn.Linear(feature_dim, hidden, bias=False),
-        nn.BatchNorm1d(hidden),
-        nn.ReLU(inplace=True),
-        nn.Linear(hidden, cfg.head_dim),
-    )
+        layers: list[nn.Module] = [nn.Linear(feature_dim, cfg.head_dim, bias=not out_bn)]
+    else:
+        hidden = cfg.head_hidden_dim or feature_dim
+        layers = []
+        width = feature_dim
+        for _ in range(cfg.head_layers - 1):
+            if cfg.head_hidden_bn:
+                layers += [nn.Linear(width, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]
+            else:
+                layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
+            width = hidden
+        layers.append(nn.Linear(width, cfg.head_dim, bias=not out_bn))
+    if out_bn:
+        layers.append(OutputBatchNorm(cfg.head_dim, shift=cfg.head_bn_out == "affine"))
+    return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
+
+
+class OutputBatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d on z with a learned scale and, only when ``shift``, a learned shift.
+
+    Without a shift the bias stays 0 (the official head's ``center=False``): it does not require a
+    gradient, so ``core.optim.param_groups`` leaves it out of every optimizer, and the layer stays a
+    plain BatchNorm1d for SyncBatchNorm conversion and checkpoints.
+    """
+
+    def __init__(self, features: int, shift: bool) -> None:
+        super().__init__(features)
+        self.bias.requires_grad_(shift)
 
 
 class SimCLRModel(nn.Module):

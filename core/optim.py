@@ -10,7 +10,11 @@ Nesterov): for an adapted parameter ``p`` with gradient ``g``
 
 and for excluded parameters (biases, BatchNorm) the trust ratio is 1 and, via
 ``param_groups``, the weight decay is 0. The same bias/BN split is used for
-SGD and Adam, so no optimizer decays biases or normalisation parameters.
+SGD and Adam, so no optimizer decays biases or normalisation parameters
+(``optim.exclude_bias_bn: false`` decays and adapts them like the rest).
+
+``clip_lr`` (solo-learn's LARS, NVIDIA's LARC "clip" mode) caps each layer's rate at the
+global one: ``v = momentum * v + min(trust, lr) * g'`` instead of ``lr * trust * g'``.
 
 The schedule is linear warmup then cosine decay, stepped once per iteration.
 """
@@ -34,7 +38,8 @@ class LARS(torch.optim.Optimizer):
     """Layer-wise Adaptive Rate Scaling (You et al. 2017) as in SimCLR's TF code.
 
     Per-group options: ``lr``, ``momentum``, ``weight_decay``, ``eta`` and
-    ``lars_adapt`` (False: no trust ratio, plain momentum SGD for that group).
+    ``lars_adapt`` (False: no trust ratio, plain momentum SGD for that group) and
+    ``clip_lr`` (the layer's rate is min(trust, lr) rather than lr * trust).
     Weight decay is applied wherever a group's ``weight_decay`` is non-zero
     (as the TF code decides decay and adaptation separately); ``param_groups``
     sets it to 0 for the non-adapted biases/BN group. The step is sync-free:
@@ -50,6 +55,7 @@ class LARS(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         eta: float = 0.001,
         lars_adapt: bool = True,
+        clip_lr: bool = False,
     ) -> None:
         if lr < 0:
             raise ValueError(f"invalid lr {lr}")
@@ -59,7 +65,7 @@ class LARS(torch.optim.Optimizer):
             raise ValueError(f"invalid weight_decay {weight_decay}")
         if eta <= 0:
             raise ValueError(f"invalid eta {eta}")
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_adapt=lars_adapt)
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_adapt=lars_adapt, clip_lr=clip_lr)
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -81,6 +87,7 @@ class LARS(torch.optim.Optimizer):
                     weight_decay=group["weight_decay"],
                     eta=group["eta"],
                     adapt=group["lars_adapt"],
+                    clip_lr=group.get("clip_lr", False),  # state saved before the option lacks it
                 )
         return loss
 
@@ -121,12 +128,15 @@ def _lars_update(
     weight_decay: float,
     eta: float,
     adapt: bool,
+    clip_lr: bool = False,
 ) -> None:
-    """v = momentum*v + lr*trust*(g + wd*p); p -= v, for one group, with foreach ops."""
+    """v = momentum*v + lr*trust*(g + wd*p) (min(trust, lr) when ``clip_lr``); p -= v, for one
+    group, with foreach ops."""
     if weight_decay != 0:
         grads = torch._foreach_add(grads, params, alpha=weight_decay)
     if adapt:
-        scales = (_trust_ratios(params, grads, eta) * lr).unbind()
+        trust = _trust_ratios(params, grads, eta)
+        scales = (trust.clamp(max=lr) if clip_lr else trust * lr).unbind()
         updates = torch._foreach_mul(grads, list(scales))
     else:
         updates = torch._foreach_mul(grads, lr)
@@ -135,18 +145,19 @@ def _lars_update(
     torch._foreach_sub_(params, bufs)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(model: nn.Module, weight_decay: float, exclude_bias_bn: bool = True) -> list[dict[str, Any]]:
     """Split trainable parameters: ndim > 1 (conv/linear weights) adapted and decayed; the rest not.
 
     Biases and normalisation parameters are 1-d, so "ndim <= 1" catches them
     without naming layers; they get ``weight_decay=0, lars_adapt=False`` as in
-    SimCLR, which excludes 'batch_normalization' and 'bias' from both. Empty
-    groups are left out.
+    SimCLR, which excludes 'batch_normalization' and 'bias' from both. With
+    ``exclude_bias_bn=False`` every parameter is decayed and adapted alike (lightly's
+    SGD over ``model.parameters()``). Empty groups are left out.
     """
     adapted, excluded = [], []
     for p in model.parameters():
         if p.requires_grad:
-            (adapted if p.ndim > 1 else excluded).append(p)
+            (adapted if p.ndim > 1 or not exclude_bias_bn else excluded).append(p)
     groups = [
         dict(params=adapted, weight_decay=weight_decay, lars_adapt=True),
         dict(params=excluded, weight_decay=0.0, lars_adapt=False),
@@ -168,9 +179,10 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.opti
     biases/BN get none in every case. SGD/Adam use fused kernels when all
     parameters are on CUDA.
     """
-    groups = param_groups(model, cfg.weight_decay)
+    groups = param_groups(model, cfg.weight_decay, cfg.exclude_bias_bn)
     if cfg.name == "lars":
-        return LARS(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, eta=cfg.lars_eta)
+        return LARS(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, eta=cfg.lars_eta,
+                    clip_lr=cfg.lars_clip_lr)
     fused = _all_on_cuda(groups)
     if cfg.name == "sgd":
         return torch.optim.SGD(

@@ -389,6 +389,7 @@ class Trainer:
             channels_last=self.channels_last,
             autocast_dtype=self.amp_dtype,
             size=self.config.augment.crop.size,
+            crop=self.config.augment.crop,
         )
 
     def _knn_due(self, epoch: int) -> bool:

@@ -771,11 +771,15 @@ def search(df: pd.DataFrame, metric: str, cfg: dict[str, Any], direction: str = 
 
 # ---------------------------------------------------------------------- generic
 def generic(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
+    """One row per point: the metric, then every metric ``cfg["also"]`` lists (report: {also: [...]}),
+    each mean ± std over seeds."""
     axes = axis_columns(df)
     summary = aggregate(df, metric, axes)
     main = summary[axes].copy() if axes else pd.DataFrame(index=range(len(summary)))
-    main[metric] = [cell_text(from_row("", row), float(row["std"]) if row["n"] > 1 else math.nan)
-                    for _, row in summary.iterrows()]
+    for column in [metric, *[m for m in cfg.get("also", []) if m != metric]]:
+        per_point = summary if column == metric else aggregate(df, column, axes)
+        main[column] = [cell_text(from_row("", row), float(row["std"]) if row["n"] > 1 else math.nan)
+                        for _, row in per_point.iterrows()]
 
     def draw() -> Any:
         fig, axes_ = _new_fig(1, 7.0)

@@ -123,9 +123,13 @@ def _device_text(tags: dict[str, str]) -> str:
     return f"{device} ({name})" if device and name else device
 
 
+RECIPE_AXIS = "recipe"
+"""A study that varies the named recipe (core.recipes) has this axis, the one axis without a dot."""
+
+
 def axis_columns(df: pd.DataFrame) -> list[str]:
-    """The varied axes: the dotted-path columns."""
-    return [c for c in df.columns if "." in c and not c.startswith(("step_", "protocol"))]
+    """The varied axes: the dotted-path columns, and ``recipe`` when the recipe is varied."""
+    return [c for c in df.columns if (c == RECIPE_AXIS or "." in c) and not c.startswith(("step_", "protocol"))]
 
 
 def aggregate(df: pd.DataFrame, metric: str, axes: list[str] | None = None) -> pd.DataFrame:

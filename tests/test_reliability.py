@@ -404,7 +404,7 @@ def test_out_of_memory_fails_its_trial_with_the_hint_and_the_study_goes_on(tmp_p
 BAD_FILES = {  # case -> (edit of the tiny study, line the message names, what it says)
     "malformed_yaml": (("[0.2, 0.5]", "[0.2, 0.5"), 11, "malformed YAML"),
     "wrong_type": (("epochs: 1,", "epochs: many,"), 7, "base.train.epochs: Input should be a valid integer"),
-    "out_of_range": (("knn_k: 10", "knn_k: -3"), 8, "base.eval.knn_k: Input should be greater than or equal to 1"),
+    "out_of_range": (("knn_k: 10", "knn_k: -3"), 8, "base.eval.knn_k: Value error, expected k >= 1"),
     "unknown_dataset": (("source: synthetic", "source: cifar11"), 4, "base.data.source: Input should be 'cifar10'"),
 }
 

@@ -24,6 +24,7 @@ EXPECTED = {
     "quickstart.yaml": 4,
     "temperature_search.yaml": 0,
     "cpu_calibration.yaml": 3,
+    "recipes.yaml": 6,  # the six CIFAR-10 recipes of core/recipes/
 }
 
 

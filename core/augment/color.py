@@ -33,6 +33,12 @@ def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return (_per_sample(factor) * x).clamp_(0, 1)
 
 
+def shift_brightness(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """x + delta, clamped to [0, 1] (``tf.image.random_brightness`` adds one delta per image; the
+    official code clips after each colour op)."""
+    return (x + _per_sample(delta)).clamp_(0, 1)
+
+
 def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     mean = grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
     return _blend(x, mean, factor)

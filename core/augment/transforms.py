@@ -39,14 +39,20 @@ def _bernoulli(n: int, p: float, generator: torch.Generator, device: torch.devic
 
 
 class RandomResizedCrop:
-    """Inception crop (area fraction and log-uniform aspect ratio, torchvision's 10 tries then a
-    centre-crop fallback), resized by bilinear sampling to ``crop.size`` (default: back to the input
-    size), then a horizontal flip with p = 0.5 when enabled.
+    """Inception crop, resized to ``crop.size`` (default: back to the input size), then a horizontal
+    flip with p = 0.5 when enabled.
 
-    At the input size a crop is only ever enlarged, and crop and resize are one ``grid_sample``
-    (accelerators) or two batched matrix products (CPU). To another size a crop may shrink, so it
-    is resampled with torchvision's antialiased bilinear filter (``antialias=True``, what the
-    per-image loader uses), as two batched matrix products on every device."""
+    The box (``crop.sampler``): ``torchvision`` draws the area fraction uniformly and the aspect
+    ratio log-uniformly, 10 tries, then a centre crop (``v2.RandomResizedCrop``); ``tf`` follows
+    TensorFlow's ``sample_distorted_bounding_box`` as google-research/simclr calls it
+    (``tf_crop_box``).
+
+    Resampling (``crop.interpolation``): bilinear at the input size, where a crop is only ever
+    enlarged, is one ``grid_sample`` (accelerators) or two batched matrix products (CPU). To another
+    size a crop may shrink, so it is resampled with torchvision's antialiased filter
+    (``antialias=True``, what the per-image loader uses), as two batched matrix products on every
+    device; bicubic always takes that route (torch's antialiased bicubic, Keys a = -0.5, clamped to
+    [0, 1] as google-research/simclr clips its views)."""
 
     name = "crop"
     attempts = 10
@@ -61,6 +67,11 @@ class RandomResizedCrop:
     def sample(self, x: torch.Tensor, generator: torch.Generator) -> Params:
         b, _, height, width = x.shape
         dev = x.device
+        if self.cfg.sampler == "tf":
+            draws = torch.rand((b, TF_ATTEMPTS, 2), generator=generator, device=dev, dtype=torch.float64)
+            offsets = torch.rand((b, 2), generator=generator, device=dev, dtype=torch.float64)
+            top, left, h, w = tf_crop_box(height, width, self.cfg.scale, self.cfg.ratio, draws, offsets)
+            return {"top": top, "left": left, "height": h, "width": w, "flip": self._flip(b, generator, dev)}
         area = height * width
         shape = (b, self.attempts)
         scale = self.cfg.scale[0] + (self.cfg.scale[1] - self.cfg.scale[0]) * torch.rand(shape, generator=generator, device=dev)
@@ -80,8 +91,10 @@ class RandomResizedCrop:
         left = torch.floor(torch.rand(b, generator=generator, device=dev) * (width - w + 1))
         top = torch.where(any_ok, top, torch.floor((height - h) / 2))
         left = torch.where(any_ok, left, torch.floor((width - w) / 2))
-        flip = _bernoulli(b, 0.5, generator, dev) if self.cfg.flip else torch.zeros(b, dtype=torch.bool, device=dev)
-        return {"top": top, "left": left, "height": h, "width": w, "flip": flip}
+        return {"top": top, "left": left, "height": h, "width": w, "flip": self._flip(b, generator, dev)}
+
+    def _flip(self, b: int, generator: torch.Generator, dev: torch.device) -> torch.Tensor:
+        return _bernoulli(b, 0.5, generator, dev) if self.cfg.flip else torch.zeros(b, dtype=torch.bool, device=dev)
 
     def _fallback(self, height: int, width: int) -> tuple[float, float]:
         in_ratio = width / height
@@ -94,19 +107,21 @@ class RandomResizedCrop:
 
     def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         out = self.output_size(x.shape[2], x.shape[3])
+        if self.cfg.interpolation == "bicubic":
+            return self._apply_resampled(x, params, out, "bicubic").clamp_(0, 1)
         if out != tuple(x.shape[2:]):
-            return self._apply_resampled(x, params, out)
+            return self._apply_resampled(x, params, out, "bilinear")
         if x.device.type == "cpu":
             return self._apply_separable(x, params)
         return self._apply_grid(x, params)
 
-    def _apply_resampled(self, x: torch.Tensor, params: Params, out: tuple[int, int]) -> torch.Tensor:
-        """Crop + antialiased bilinear resize to ``out`` as out = Ry @ x @ Rx^T, with per-sample
-        filter matrices equal to ``F.interpolate(mode="bilinear", antialias=True)``'s weights."""
+    def _apply_resampled(self, x: torch.Tensor, params: Params, out: tuple[int, int], kernel: str) -> torch.Tensor:
+        """Crop + antialiased resize to ``out`` as out = Ry @ x @ Rx^T, with per-sample filter
+        matrices equal to ``F.interpolate(mode=kernel, antialias=True)``'s weights."""
         b, c, height, width = x.shape
-        rx = _filter_matrix(params["left"], params["width"], width, out[1], x.dtype)
+        rx = _filter_matrix(params["left"], params["width"], width, out[1], x.dtype, kernel)
         rx = torch.where(params["flip"].view(-1, 1, 1), rx.flip(1), rx)
-        ry = _filter_matrix(params["top"], params["height"], height, out[0], x.dtype)
+        ry = _filter_matrix(params["top"], params["height"], height, out[0], x.dtype, kernel)
         cols = torch.bmm(x.reshape(b, c * height, width), rx.transpose(1, 2))
         return torch.matmul(ry.unsqueeze(1), cols.view(b, c, height, out[1]))
 
@@ -156,19 +171,90 @@ def _interpolation_matrix(start: torch.Tensor, length: torch.Tensor, size: int, 
     return m
 
 
-def _filter_matrix(start: torch.Tensor, length: torch.Tensor, size: int, out: int, dtype: torch.dtype) -> torch.Tensor:
+def _filter_matrix(
+    start: torch.Tensor, length: torch.Tensor, size: int, out: int, dtype: torch.dtype, kernel: str = "bilinear"
+) -> torch.Tensor:
     """(B, out, size): row i holds the weights of output sample i over the ``size`` input samples when
-    the crop [start, start + length) is resized to ``out`` with the antialiased bilinear (triangle)
-    filter of ``F.interpolate(antialias=True)`` (and PIL): its support widens with the shrink factor,
-    and the weights are normalised over the taps that fall inside the crop."""
+    the crop [start, start + length) is resized to ``out`` with the antialiased filter of
+    ``F.interpolate(mode=kernel, antialias=True)`` (and PIL): the triangle (bilinear) or Keys' cubic
+    with a = -0.5 (bicubic), its support widened by the shrink factor, the weights normalised over
+    the taps that fall inside the crop."""
     n = length.to(dtype).view(-1, 1, 1)
     scale = n / out
-    support = torch.clamp(scale, min=1.0)  # half-width of the triangle, in input samples
+    stretch = torch.clamp(scale, min=1.0)  # the filter is widened by the shrink factor, never narrowed
     centre = scale * (torch.arange(out, device=start.device, dtype=dtype).view(1, -1, 1) + 0.5)
     rel = torch.arange(size, device=start.device, dtype=dtype).view(1, 1, -1) - start.to(dtype).view(-1, 1, 1)
-    weights = (1 - ((rel - centre + 0.5) / support).abs()).clamp_(min=0)
+    t = ((rel - centre + 0.5) / stretch).abs()
+    weights = _cubic(t) if kernel == "bicubic" else (1 - t).clamp_(min=0)
     weights = weights * ((rel >= 0) & (rel < n)).to(dtype)
     return weights / weights.sum(dim=2, keepdim=True)
+
+
+def _cubic(t: torch.Tensor, a: float = -0.5) -> torch.Tensor:
+    """Keys' cubic convolution kernel at |x| = t (PIL's and torch's antialiased bicubic use a = -0.5)."""
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = (((t - 5) * t + 8) * t - 4) * a
+    return torch.where(t < 1, near, torch.where(t < 2, far, torch.zeros_like(t)))
+
+
+TF_ATTEMPTS = 100
+"""Tries of ``tf_crop_box`` (google-research/simclr passes max_attempts=100)."""
+TF_MIN_OBJECT_COVERED = 0.1
+"""The fraction of the image a ``tf_crop_box`` box must cover (google-research/simclr's min_object_covered)."""
+
+
+def tf_crop_box(
+    height: int,
+    width: int,
+    area_range: tuple[float, float],
+    ratio_range: tuple[float, float],
+    draws: torch.Tensor,
+    offsets: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(top, left, height, width) per image of TensorFlow's ``sample_distorted_bounding_box`` with the
+    whole image as the object (tensorflow/core/kernels/image/sample_distorted_bounding_box_op.cc,
+    ``GenerateRandomCrop`` and its caller), vectorised over images and attempts.
+
+    ``draws`` (B, attempts, 2) and ``offsets`` (B, 2) are uniforms in [0, 1): per attempt the aspect
+    ratio (uniform over ``ratio_range``, not log-uniform) and the height (an integer uniform between
+    the heights the area bounds give at that ratio), then the box's row and column. An attempt is
+    kept when its area is within ``area_range`` and covers at least ``TF_MIN_OBJECT_COVERED`` of the
+    image; the first kept attempt wins, and none kept means the whole image. TF's own rounding is
+    kept: ``lrintf`` (half to even, as ``torch.round``), and offsets in [0, H - h) rather than
+    [0, H - h] (its ``Uniform(n)`` excludes n).
+    """
+    dtype = draws.dtype
+    image_area = float(height * width)
+    min_area, max_area = area_range[0] * image_area, area_range[1] * image_area
+    ratio = ratio_range[0] + draws[..., 0] * (ratio_range[1] - ratio_range[0])
+    h = torch.round(torch.sqrt(min_area / ratio))
+    max_h = torch.round(torch.sqrt(max_area / ratio))
+    too_wide = torch.round(max_h * ratio) > width
+    capped = torch.floor((width + 0.5 - 1e-7) / ratio)
+    capped = torch.where(torch.round(capped * ratio) > width, capped - 1, capped)
+    max_h = torch.where(too_wide, capped, max_h).clamp(max=height)
+    h = torch.minimum(h, max_h)
+    h = h + torch.floor(draws[..., 1] * (max_h - h + 1))
+    w = torch.round(h * ratio)
+    area = w * h
+    grow = area < min_area
+    h = torch.where(grow, h + 1, h)
+    w = torch.where(grow, torch.round(h * ratio), w)
+    area = w * h
+    shrink = area > max_area
+    h = torch.where(shrink, h - 1, h)
+    w = torch.where(shrink, torch.round(h * ratio), w)
+    area = w * h
+    ok = (area >= min_area) & (area <= max_area) & (w <= width) & (h <= height) & (w > 0) & (h > 0)
+    ok &= (area >= 1) & (area / image_area >= TF_MIN_OBJECT_COVERED)
+    first = torch.argmax(ok.int(), dim=1, keepdim=True)
+    any_ok = ok.any(dim=1)
+    h = torch.where(any_ok, h.gather(1, first).squeeze(1), torch.full_like(h[:, 0], height))
+    w = torch.where(any_ok, w.gather(1, first).squeeze(1), torch.full_like(w[:, 0], width))
+    top = torch.where(h < height, torch.floor(offsets[:, 0] * (height - h)), torch.zeros_like(h))
+    left = torch.where(w < width, torch.floor(offsets[:, 1] * (width - w)), torch.zeros_like(w))
+    as_float = torch.float32
+    return top.to(as_float), left.to(as_float), h.to(as_float), w.to(as_float)
 
 
 def _centre(pixel: torch.Tensor, size: int) -> torch.Tensor:
@@ -178,15 +264,21 @@ def _centre(pixel: torch.Tensor, size: int) -> torch.Tensor:
 
 class ColorDistortion:
     """Colour jitter (brightness, contrast, saturation 0.8s; hue 0.2s; per-image random order) with
-    probability ``jitter_p``, then grayscale with probability ``grayscale_p`` (paper Appendix A)."""
+    probability ``jitter_p``, then grayscale with probability ``grayscale_p`` (paper Appendix A).
+
+    Brightness (``color.brightness``) multiplies by a factor in [1 - 0.8s, 1 + 0.8s] (torchvision),
+    or adds a delta in [-0.8s, 0.8s] (``tf.image.random_brightness``, google-research/simclr v1)."""
 
     name = "color"
 
     def __init__(self, cfg: ColorConfig) -> None:
         self.cfg = cfg
         s = cfg.strength
+        additive = cfg.brightness == "additive"
+        self._adjust = {**self._ADJUST, "brightness": colorops.shift_brightness if additive else colorops.adjust_brightness}
+        self._neutral_brightness = 0.0 if additive else 1.0
         self.ranges = {
-            "brightness": (max(0.0, 1 - 0.8 * s), 1 + 0.8 * s),
+            "brightness": (-0.8 * s, 0.8 * s) if additive else (max(0.0, 1 - 0.8 * s), 1 + 0.8 * s),
             "contrast": (max(0.0, 1 - 0.8 * s), 1 + 0.8 * s),
             "saturation": (max(0.0, 1 - 0.8 * s), 1 + 0.8 * s),
             "hue": (-min(0.5, 0.2 * s), min(0.5, 0.2 * s)),
@@ -226,7 +318,7 @@ class ColorDistortion:
             for op_index, name in enumerate(names):
                 idx = (jitter & (op_at_stage == op_index)).nonzero().squeeze(1)
                 if idx.numel():
-                    x[idx] = self._ADJUST[name](x[idx], params[name][idx])
+                    x[idx] = self._adjust[name](x[idx], params[name][idx])
         if x.shape[1] > 1:
             idx = params["grayscale"].nonzero().squeeze(1)
             if idx.numel():
@@ -236,17 +328,13 @@ class ColorDistortion:
     def _apply_masked(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         """Accelerators: no data-dependent shapes, hence no host-device sync."""
         jitter = params["jitter"]
-        neutral = {"brightness": 1.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.0}
-        adjust = {
-            "brightness": colorops.adjust_brightness,
-            "contrast": colorops.adjust_contrast,
-            "saturation": colorops.adjust_saturation,
-        }
+        neutral = {"brightness": self._neutral_brightness, "contrast": 1.0, "saturation": 1.0, "hue": 0.0}
+        adjust = self._adjust
         for stage in range(4):
             op_at_stage = params["order"][:, stage]
             for op_index, name in enumerate(("brightness", "contrast", "saturation")):
                 active = jitter & (op_at_stage == op_index)
-                # a neutral factor is an exact identity for these three, so no gather is needed
+                # a neutral factor (or a zero shift) is an exact identity for these three, so no gather is needed
                 factor = torch.where(active, params[name], torch.full_like(params[name], neutral[name]))
                 x = adjust[name](x, factor)
             x = _masked(x, jitter & (op_at_stage == 3), lambda t, idx: colorops.adjust_hue(t, params["hue"][idx]))
