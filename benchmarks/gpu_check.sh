@@ -23,6 +23,12 @@
 #    kNN at epochs 50-200 and the checkpoints; expect about 500 s:
 #        bash benchmarks/gpu_check.sh train --set train.compile=reduce-overhead
 #
+#        bash benchmarks/gpu_check.sh recipes  # issue 26: ResNet-18, all of CIFAR-10, 100 epochs,
+#    compiled, under each recipe in RECIPES (default official_v1_cifar10 official_v2_cifar10
+#    lightly_cifar10), all at once on the one GPU (the step is bound by the host launching kernels,
+#    so concurrent runs fill the GPU better than one), kNN at k=200 and k=10 at the end. EPOCHS
+#    (default 100) and BUDGET_S (default 560) size it; each run writes $OUT/recipe-NAME.json.
+#
 # The GPU image has its own torch and torchvision (older than the ones pinned here, which the
 # project allows); only the missing pure helpers travel, installed into /tmp/site.
 set -euo pipefail
@@ -127,11 +133,41 @@ followup() {
     echo "followup: wall time $((SECONDS - started)) s"
 }
 
+recipes() {
+    on_device
+    local budget=${BUDGET_S:-560} started=$SECONDS name pids=()
+    local names=${RECIPES:-official_v1_cifar10 official_v2_cifar10 lightly_cifar10}
+    for name in $names; do
+        timeout "$budget" python3 -m ablations train --recipe "$name" --data "$tarball" \
+            --set "train.epochs=${EPOCHS:-100}" --set train.batch_size=512 --set train.compile=reduce-overhead \
+            --set "eval.knn_k=[200, 10]" --set eval.knn_every=0 --set eval.linear=false --set train.progress=false \
+            --set train.log_every=50 --run-dir "/tmp/run-$name" --json "$out/recipe-$name.json" "$@" \
+            > "$out/recipe-$name.log" 2>&1 &
+        pids+=($!)
+    done
+    local status=0
+    for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+    for name in $names; do
+        python3 -c "
+import json, sys
+try:
+    r = json.load(open('$out/recipe-$name.json'))
+except OSError:
+    print('$name: no result (see recipe-$name.log)'); sys.exit()
+m = r['metrics']
+print(f\"$name: kNN top-1 {m['knn_top1']:.2f} (k=200), {m['knn_top1_k10']:.2f} (k=10), {r['config']['train']['epochs']} epochs, {m['train_time_s']:.0f} s\")
+" | tee -a "$out/recipes.txt"
+    done
+    echo "recipes: wall time $((SECONDS - started)) s" | tee -a "$out/recipes.txt"
+    return $status
+}
+
 case "${1:-}" in
     prepare) prepare ;;
     bench) bench ;;
     train) shift; train "$@" ;;
     all) all ;;
     followup) followup ;;
-    *) echo "usage: bash benchmarks/gpu_check.sh prepare | bench | train [--set KEY=VALUE ...] | all | followup" >&2; exit 2 ;;
+    recipes) shift; recipes "$@" ;;
+    *) echo "usage: bash benchmarks/gpu_check.sh prepare | bench | train [--set KEY=VALUE ...] | all | followup | recipes [--set ...]" >&2; exit 2 ;;
 esac

@@ -175,3 +175,95 @@ def test_additive_brightness_adds_a_delta_within_plus_minus_0_8s():
     draws = distortion.sample(torch.zeros(20000, 3, 1, 1), torch.Generator().manual_seed(1))["brightness"]
     assert draws.min() >= -0.4 and draws.max() <= 0.4 and abs(draws.mean().item()) < 0.01
     assert math.isclose(draws.std().item(), 0.8 / math.sqrt(12), rel_tol=0.03)  # uniform on [-0.4, 0.4]
+
+
+# ------------------------------------------------------------------------------- evaluation
+def _separable(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images whose class (0/1) is which half of the image is bright."""
+    labels = torch.arange(n) % 2
+    images = torch.randint(0, 60, (n, 3, 8, 8), generator=gen, dtype=torch.uint8)
+    images[labels == 0, :, :, :4] += 150
+    images[labels == 1, :, :, 4:] += 150
+    return images, labels
+
+
+class _MeanPool(nn.Module):
+    """A frozen 'encoder' with a fixed, known feature: each channel's mean of the left and right half."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x[..., :4].mean(dim=(2, 3)), x[..., 4:].mean(dim=(2, 3))], dim=1)
+
+
+def test_knn_at_several_k_reports_each_and_the_first_as_knn_top1():
+    from core.config import EvalConfig
+    from core.evaluate import evaluate_encoder, knn_accuracy
+
+    gen = torch.Generator().manual_seed(0)
+    train, y_train = _separable(40, gen)
+    test, y_test = _separable(20, gen)
+    cfg = EvalConfig(knn_k=[7, 3])
+    found = {a.name: a for a in evaluate_encoder(_MeanPool(), train, y_train, test, y_test, 2, cfg,
+                                                 device=torch.device("cpu"), generator=gen, linear=False)}
+    assert set(found) == {"knn_top1", "knn_top2", "knn_top1_k3", "knn_top2_k3"}
+    feats = lambda x: _MeanPool()(x.float() / 255)  # noqa: E731
+    for k, suffix in ((7, ""), (3, "_k3")):
+        top1, _ = knn_accuracy(feats(train), y_train, feats(test), y_test, 2, k=k, temperature=0.1)
+        assert found[f"knn_top1{suffix}"].value == top1.value
+        assert f"k={k}" in found[f"knn_top1{suffix}"].protocol
+    assert EvalConfig(knn_k=[200]).knn_k == 200  # one k is the same config whichever way it is written
+    with pytest.raises(ValueError):
+        EvalConfig(knn_k=[10, 10])
+
+
+def test_official_linear_protocol_trains_on_fresh_crops_without_standardising():
+    """One epoch, crops that keep the whole image and no flip: the classifier equals a hand-written
+    loop over the raw (unstandardised) features in the same batch order; with real crops it differs
+    from that loop and still separates the classes."""
+    from core.config import CropConfig, EvalConfig
+    from core.evaluate import evaluate_encoder, linear_eval_augmented
+
+    gen = torch.Generator().manual_seed(1)
+    train, y_train = _separable(48, gen)
+    test, y_test = _separable(16, gen)
+    cfg = EvalConfig(linear_protocol="official", linear_epochs=1, linear_batch_size=16, linear_lr=25.6)
+    whole = CropConfig(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False)
+    feats = _MeanPool()(train.float() / 255)
+    test_feats = _MeanPool()(test.float() / 255)
+    got = linear_eval_augmented(_MeanPool(), train, y_train, test_feats, y_test, 2, cfg, whole,
+                                torch.device("cpu"), torch.Generator().manual_seed(5))
+    # the same by hand: zero-init, Nesterov SGD, lr 25.6 x 16/256 = 1.6, cosine over 3 steps
+    order = torch.randperm(48, generator=torch.Generator().manual_seed(5))
+    clf = nn.Linear(6, 2)  # 3 channels x 2 halves
+    nn.init.zeros_(clf.weight), nn.init.zeros_(clf.bias)
+    opt = torch.optim.SGD(clf.parameters(), lr=1.6, momentum=0.9, nesterov=True)
+    for step, rows in enumerate(order.split(16)):
+        for group in opt.param_groups:
+            group["lr"] = 1.6 * 0.5 * (1 + math.cos(math.pi * step / 3))
+        loss = F.cross_entropy(clf(feats[rows]), y_train[rows])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    expected = (clf(test_feats).argmax(1) == y_test).float().mean().item() * 100
+    assert got[0].name == "linear_top1" and got[0].value == pytest.approx(expected)
+    assert "not standardized" in got[0].protocol and "augmented training images" in got[0].protocol
+    cfg_long = EvalConfig(linear_protocol="official", linear_epochs=20, linear_batch_size=16, linear_lr=25.6)
+    results = {a.name: a for a in evaluate_encoder(_MeanPool(), train, y_train, test, y_test, 2, cfg_long,
+                                                   device=torch.device("cpu"), generator=torch.Generator().manual_seed(2),
+                                                   linear=True, crop=CropConfig(scale=(0.3, 1.0)))}
+    assert results["linear_top1"].value >= 87.5 and "crop (torchvision sampler, bilinear)" in results["linear_top1"].protocol
+    offline = {a.name: a for a in evaluate_encoder(_MeanPool(), train, y_train, test, y_test, 2,
+                                                  EvalConfig(linear_epochs=20, linear_batch_size=16, linear_lr=25.6),
+                                                  device=torch.device("cpu"), generator=torch.Generator().manual_seed(2),
+                                                  linear=True)}
+    assert "standardized with train mean/std" in offline["linear_top1"].protocol
+
+
+def test_torchvision_loader_takes_additive_brightness_from_the_batched_op():
+    """torchvision's ColorJitter only multiplies; the per-image loader then runs our op per image."""
+    from core.config import AugmentConfig
+    from core.loaders import torchvision_op
+
+    ops = torchvision_op("color", AugmentConfig(color=ColorConfig(brightness="additive")), 32)
+    assert len(ops) == 1 and type(ops[0]).__name__ == "_PerImage" and ops[0].transform.cfg.brightness == "additive"
+    default = torchvision_op("color", AugmentConfig(), 32)
+    assert type(default[0]).__name__ == "RandomApply"

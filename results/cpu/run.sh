@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The six paper studies at the `cpu` scale (results/cpu/README.md), one after another, in the
+# The six paper studies and the recipes comparison at the `cpu` scale (results/cpu/README.md), one after another, in the
 # current folder: mlflow.db, optuna.db, runs/ and reports_out/ land here. Resumable: run it again
 # and every study goes on where it stopped (finished ones are skipped in seconds).
 #
@@ -10,7 +10,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 data=${1:?usage: run.sh DATA  (CIFAR-10 as a torchvision root, an ImageFolder tree or a .tar.gz of one)}
-studies=${STUDIES:-color_strength projection_head temperature loss_functions batch_size_epochs augment_pairs}
+studies=${STUDIES:-color_strength projection_head temperature loss_functions batch_size_epochs augment_pairs recipes}
 failed=""
 for study in $studies; do
   echo "== $(date -u +%FT%TZ) $study"
