@@ -39,9 +39,9 @@ HELP = (
 )
 
 
-def add_data_option(parser: Any) -> None:
-    """Add ``--data PATH`` to a command's parser."""
-    parser.add_argument("--data", type=Path, metavar="PATH", help=HELP)
+def add_data_option(parser: Any, help: str = HELP) -> None:
+    """Add ``--data PATH`` to a command's parser (``help``: what the path is for in that command)."""
+    parser.add_argument("--data", type=Path, metavar="PATH", help=help)
 
 
 def source_for(path: Path, file_source: str) -> str:

@@ -124,7 +124,7 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
           f"{result['load_and_store_build_s']} s; placement {result['placement']}", flush=True)
 
     # 2. identity of the first batches (no step in between: the views alone)
-    a, b = memory._view_batches(0), mapped._view_batches(0)
+    a, b = memory.view_batches(0), mapped.view_batches(0)
     same = []
     for _ in range(args.compare):
         (m1, m2), (p1, p2) = next(a), next(b)
@@ -142,12 +142,12 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
 
     # 3. syncs in the mapped loop
     if device.type == "cuda":
-        batches = mapped._view_batches(1)
+        batches = mapped.view_batches(1)
         for _ in range(WARM_UP):
-            mapped._step(*next(batches))
+            mapped.step(*next(batches))
         torch.cuda.synchronize(device)
         result["sync_lines_mapped"] = dict(
-            synchronising_lines(lambda: [mapped._step(*next(batches)) for _ in range(args.sync_steps)])
+            synchronising_lines(lambda: [mapped.step(*next(batches)) for _ in range(args.sync_steps)])
         )
         batches.close()
         print(f"[{case}] syncs in {args.sync_steps} mapped steps: {result['sync_lines_mapped'] or 'none'}", flush=True)
@@ -161,13 +161,13 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
             if name == "model only":
                 seconds = time_steps(trainer, lambda: (v1, v2), steps, device, warm_up=WARM_UP)
             else:
-                batches = trainer._view_batches(2 + r)
+                batches = trainer.view_batches(2 + r)
                 seconds = time_steps(trainer, batches.__next__, steps, device, warm_up=WARM_UP)
                 batches.close()
             rates[name].append(batch * steps / seconds)
     if args.drop_caches:
         dropped = drop_page_cache()
-        batches = mapped._view_batches(99)
+        batches = mapped.view_batches(99)
         if dropped:
             seconds = time_steps(mapped, batches.__next__, steps + WARM_UP, device, warm_up=0)
             rates["mapped, page cache dropped"] = [batch * (steps + WARM_UP) / seconds]

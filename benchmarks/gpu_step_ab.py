@@ -1,6 +1,6 @@
 """Same-process A/B of the training step on the GPU: the loss's host-device syncs, and CUDA graphs.
 
-Three variants of ``Trainer._step`` (ResNet-18 with the CIFAR stem, batch 512, LARS, bf16 autocast,
+Three variants of ``Trainer.step`` (ResNet-18 with the CIFAR stem, batch 512, LARS, bf16 autocast,
 channels_last: the bench's end-to-end (a) setting), each fed by its own trainer's batched epoch
 iterator (augmentation on the GPU), timed in interleaved rounds so the machine's drift cancels:
 
@@ -100,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     iters: dict[str, Any] = {}
     for v, t in trainers.items():
         t.model.train()
-        iters[v] = t._view_batches(0)
+        iters[v] = t.view_batches(0)
         with syncing_loss() if v == "syncing" else nullcontext():
             for _ in range(3):  # cuDNN autotuning; compiling, CUDA graphs' warm-up and recording
-                t._step(*next(iters[v]))
+                t.step(*next(iters[v]))
     rates: dict[str, list[float]] = {names[v]: [] for v in variants}
     for _ in range(args.rounds):
         for v, t in trainers.items():

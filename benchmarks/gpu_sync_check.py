@@ -1,6 +1,6 @@
 """Host-device synchronisations in the training hot loop, on CUDA.
 
-Runs the trainer's own epoch iterator and step (``Trainer._view_batches`` and ``Trainer._step``, as
+Runs the trainer's own epoch iterator and step (``Trainer.view_batches`` and ``Trainer.step``, as
 ``Trainer._run_epoch`` does, minus its once-per-``log_every`` loss read) for a few steps under
 ``torch.cuda.set_sync_debug_mode("warn")``, which makes every synchronising CUDA call warn, and lists
 each distinct Python line that synchronised. A sync in the hot loop stalls the host until the GPU
@@ -82,11 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     config = check_config(args.batch_size, args.steps, args.optimizer, "cuda")
     trainer = Trainer(config)
     trainer.model.train()
-    batches = trainer._view_batches(0)
+    batches = trainer.view_batches(0)
     for _ in range(WARM_UP_STEPS):  # cuDNN autotuning and lazy state allocate here
-        trainer._step(*next(batches))
+        trainer.step(*next(batches))
     torch.cuda.synchronize()
-    found = synchronising_lines(lambda: [trainer._step(*next(batches)) for _ in range(args.steps)])
+    found = synchronising_lines(lambda: [trainer.step(*next(batches)) for _ in range(args.steps)])
     torch.cuda.synchronize()
     report = {
         "device": torch.cuda.get_device_name(),

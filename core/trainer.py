@@ -296,9 +296,11 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _step(self, v1: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimisation step; returns the loss and Table 5's "contrastive acc." (fraction of
-        views whose nearest other view is their positive), both still on the device."""
+    def step(self, v1: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step on the views ``v1``, ``v2``; returns the loss and Table 5's
+        "contrastive acc." (fraction of views whose nearest other view is their positive), both
+        still on the device, so nothing syncs. Public because ``ablations bench`` and the
+        ``benchmarks/`` scripts time it: it is the step training runs, not a copy."""
         x = torch.cat([v1, v2])  # one forward: BatchNorm sees all 2B views, as in the paper's code
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -313,8 +315,10 @@ class Trainer:
         self.scheduler.step()
         return loss.detach(), accuracy
 
-    def _view_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The two views of every batch of ``epoch``, from the configured ``train.loader``."""
+    def view_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """An iterator over ``(v1, v2)``, the two augmented views of every batch of ``epoch``, from
+        the configured ``train.loader``, ready for ``step``. Public because ``ablations bench`` and
+        the ``benchmarks/`` scripts time it with ``step``, as training runs them."""
         if self.torchvision_loader is not None:
             return self.torchvision_loader.epoch(epoch)
         if isinstance(self.images, MappedImages):
@@ -338,8 +342,8 @@ class Trainer:
         accuracy_sum = torch.zeros((), device=self.device)  # read once per epoch
         n_since = 0
         started = time.perf_counter()
-        for i, (v1, v2) in enumerate(self._view_batches(epoch)):
-            loss, accuracy = self._step(v1, v2)
+        for i, (v1, v2) in enumerate(self.view_batches(epoch)):
+            loss, accuracy = self.step(v1, v2)
             accuracy_sum += accuracy
             since_log += loss
             epoch_sum += loss

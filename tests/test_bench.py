@@ -65,6 +65,39 @@ def test_bench_runs_and_writes_every_field(tmp_path, capsys):
     assert "batched core.augment (ours)" in printed and "(rounds " in printed and "(c) model only" in printed and "x vs (b)" in printed
 
 
+
+def test_bench_data_comes_from_the_data_option_then_the_environment_else_is_synthetic(tmp_path, monkeypatch):
+    """No path beside the checkout is assumed: --data, else $SIMCLR_DATA, else synthetic, and the
+    table's data line says which (a clone without ../shared still runs)."""
+    from ablations.bench.dataset import bench_data
+
+    tarball = tmp_path / "cifar10-jpeg.tar.gz"
+    tarball.write_bytes(b"")
+    monkeypatch.delenv("SIMCLR_DATA", raising=False)
+    config, label = bench_data(None, 128)
+    assert config.source == "synthetic" and "no --data PATH or $SIMCLR_DATA given" in label
+    config, label = bench_data(tarball, 128)
+    assert (config.source, config.root, label) == ("tarball", tarball, f"CIFAR-10 (JPEG) from {tarball}")
+    monkeypatch.setenv("SIMCLR_DATA", str(tarball))
+    assert bench_data(None, 128)[0].root == tarball
+    config, label = bench_data(Path("synthetic"), 128)  # asked for, whatever the environment says
+    assert config.source == "synthetic" and "asked for" in label
+
+
+def test_bench_with_missing_data_says_which_option_named_it_and_exits_2(tmp_path, monkeypatch, capsys):
+    """Before anything is measured: one line naming --data (or $SIMCLR_DATA), exit 2, no JSON."""
+    import ablations.cli
+
+    monkeypatch.setattr(ablations.cli, "keep_freed_memory", lambda: None)  # process-wide: not in pytest's process
+    missing, out = tmp_path / "missing.tar.gz", tmp_path / "bench.json"
+    monkeypatch.delenv("SIMCLR_DATA", raising=False)
+    assert main(["bench", "--device", "cpu", "--data", str(missing), "--json", str(out)]) == 2
+    assert f"--data {missing}: does not exist" in capsys.readouterr().err and not out.exists()
+    monkeypatch.setenv("SIMCLR_DATA", str(missing))
+    assert main(["bench", "--device", "cpu"]) == 2
+    assert f"$SIMCLR_DATA {missing}: does not exist" in capsys.readouterr().err
+
+
 FAULTS_PER_BATCH = """
 import ctypes, resource, sys, torch
 ctypes.CDLL(None).prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE: a huge page would count 512 pages as one fault

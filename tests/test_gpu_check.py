@@ -23,7 +23,7 @@ def test_sync_check_epoch_holds_the_warm_up_and_checked_steps():
     """The first run on the H100 ran out of batches (StopIteration) before its last checked step."""
     steps, batch = 3, 8
     trainer = Trainer(check_config(batch, steps, "lars", "cpu"))
-    assert sum(1 for _ in trainer._view_batches(0)) >= WARM_UP_STEPS + steps
+    assert sum(1 for _ in trainer.view_batches(0)) >= WARM_UP_STEPS + steps
 
 
 def test_the_mapped_check_runs_on_the_cpu_and_finds_the_same_batches(tmp_path, monkeypatch):

@@ -20,12 +20,12 @@ cfg = {"data": {"source": "synthetic", "synthetic": {"num_classes": 4, "train_si
        "train": {"batch_size": 256, "device": "cpu", "progress": False, "checkpoint": False, "epochs": 1,
                  "precision": "fp32", "channels_last": False}}
 trainer = Trainer(RunConfig.model_validate(cfg))
-batches = trainer._view_batches(0)
+batches = trainer.view_batches(0)
 for _ in range(2):
-    trainer._step(*next(batches))
+    trainer.step(*next(batches))
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(3):
-    trainer._step(*next(batches))
+    trainer.step(*next(batches))
 print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3)
 """
 
