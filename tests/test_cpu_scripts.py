@@ -1,5 +1,5 @@
 """The CPU benchmark scripts' own claims that a test can check: benchmarks/stride2_conv_cpu.py timed
-a rewriting of stride-2 convolutions (RESULTS.md, 2026-11-27) that must compute the same function."""
+a rewriting of stride-2 convolutions (benchmarks/HISTORY.md, 2026-11-27) that must compute the same function."""
 
 from __future__ import annotations
 
