@@ -13,14 +13,13 @@ import sys
 from pathlib import Path
 
 from ablations.data_option import add_data_option, load_run_config_with_data
+from ablations.exit_codes import EXIT_BAD_INPUT, EXIT_DIVERGED
 from ablations.recipe_commands import add_recipe_option, overrides_with_recipe
 from ablations.runconfig_file import config_digest, recipe_of
 from ablations.summary import format_result
 from ablations.yamlfile import ConfigFileError
 from core.hostmem import keep_freed_memory
 
-EXIT_BAD_INPUT = 2
-EXIT_DIVERGED = 3
 
 MAIN_EPILOG = """\
 examples:
@@ -30,7 +29,7 @@ examples:
   python -m ablations report quickstart                      # the table again, from MLflow
   python -m ablations report --from results/cpu/temperature  # a committed report folder, rebuilt without MLflow
   python -m ablations train --set data.source=synthetic      # one run config, no study
-  python -m ablations bench --quick                          # data pipeline and training throughput
+  python -m ablations bench --quick --data DATA              # data pipeline and training throughput
   python -m ablations data build --data ~/imagenet --set data.image_size=160  # decode a big tree once, ahead
   python -m ablations recipes                                # the named recipes and their sources
   python -m ablations config --recipe lightly_cifar10        # the resolved run config a recipe gives

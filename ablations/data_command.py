@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from ablations.exit_codes import EXIT_BAD_INPUT
 from ablations.data_option import add_data_option, load_run_config_with_data
 from ablations.logs import configure_logging
 from ablations.yamlfile import ConfigFileError
 
-EXIT_BAD_INPUT = 2
 
 BUILD_DESCRIPTION = """\
 Decode an ImageFolder tree (train/ and val/ or test/, one folder per class) or a .tar.gz of one into

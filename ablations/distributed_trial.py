@@ -93,6 +93,7 @@ def _result(outcome: dict[str, Any]) -> TrainResult:
 def rank_main(spec_path: str) -> int:
     """What every rank runs; rank 0 records."""
     from ablations import tracking
+    from ablations.optuna_access import live_trial
     from ablations.pruning import PruningCallback
     from core import distributed
     from core.trainer import StoppedByMain, train
@@ -109,7 +110,7 @@ def rank_main(spec_path: str) -> int:
                 callbacks.append(stack.enter_context(tracking.MlflowCallback(client, spec.run_id, spec.tracking_timeout_s)))
                 if spec.prune:
                     study = optuna.load_study(study_name=spec.study_name, storage=spec.storage)
-                    callbacks.append(PruningCallback(optuna.trial.Trial(study, spec.trial_id)))
+                    callbacks.append(PruningCallback(live_trial(study, spec.trial_id)))
             result = train(config, run_dir=Path(spec.run_dir), callbacks=callbacks)
         outcome = {
             "status": "complete",

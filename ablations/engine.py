@@ -47,10 +47,12 @@ from optuna.storages import RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from ablations import distributed_trial, tracking
+from ablations.optuna_access import live_trial, stored_trial, storage_of, storage_url, study_id_of, trial_id_of, trials_of
 from ablations.pruning import PruningCallback, pruned_epoch
-from ablations.study import Point, Study, points, trial_config, trial_recipe
-from core.config import RunConfig, identity_exclusions
-from core.recipes import RECIPE_KEY, load_recipe
+from ablations.plan import Plan, PlannedTrial, as_plan, fingerprint
+from ablations.study import Point, Study
+from core.config import RunConfig
+from core.recipes import RECIPE_KEY
 from core.trainer import Callback, TrainingDiverged, TrainResult, train
 
 log = logging.getLogger(__name__)
@@ -62,8 +64,6 @@ STALE = "worker stopped sending heartbeats"
 FINGERPRINT = "fingerprint"
 PARENT_RUN = "mlflow_parent_run_id"
 READY = "ready"
-_NEUTRAL_TRAIN = {"progress", "log_every", "device", "checkpoint"}
-_NEUTRAL_DATA = {"root", "download", "cache_dir"}  # where the data lives, not which data: moving it keeps the study
 
 
 class StudyMismatch(ValueError):
@@ -97,31 +97,6 @@ class WorkerReport:
 
 
 # ---------------------------------------------------------------------- opening the study
-def fingerprint(study: Study) -> str:
-    """Hash of everything that decides the trials' results; progress bars, devices and data paths excluded."""
-    exclude = identity_exclusions(study.base, {"train": _NEUTRAL_TRAIN, "data": _NEUTRAL_DATA})
-    base = study.base.model_dump(mode="json", exclude=exclude)
-    axes = {
-        "base": base,
-        "grid": study.grid,
-        "zip": study.zip,
-        "repeats": study.repeats,
-        "search": study.search.model_dump(mode="json") if study.search else None,
-    }
-    varied = varied_recipes(study)
-    if varied:  # a varied recipe is its fields: a recipe file that changes makes another study
-        axes["recipes"] = {n: load_recipe(n).values for n in varied}
-    return hashlib.sha256(json.dumps(axes, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def varied_recipes(study: Study) -> list[str]:
-    """The recipes a study varies (a grid or zip axis, or searched choices), sorted."""
-    names = [*study.grid.get(RECIPE_KEY, []), *study.zip.get(RECIPE_KEY, [])]
-    if study.search is not None and RECIPE_KEY in study.search.params:
-        names += list(study.search.params[RECIPE_KEY].choices or [])
-    return sorted(set(names))
-
-
 def make_storage(url: str, options: EngineOptions, client: Any = None) -> RDBStorage:
     """RDB storage with heartbeats; a dead worker's trial is enqueued again, at once claimable."""
     with tracking.db_init_lock(url), warnings.catch_warnings():  # table creation is not safe to race
@@ -152,12 +127,13 @@ def _pruner(study: Study) -> optuna.pruners.BasePruner:
 
 
 def load_or_create(
-    study: Study, name: str, storage: RDBStorage, client: Any, wait_s: float = 120.0
+    study: Study | Plan, name: str, storage: RDBStorage, client: Any, wait_s: float = 120.0
 ) -> optuna.Study:
     """Open the Optuna study ``name``; the one process that creates it also enqueues its points."""
-    pts = points(study)
-    kwargs = dict(study_name=name, storage=storage, sampler=_sampler(study, len(pts)), pruner=_pruner(study))
-    fp = fingerprint(study)
+    plan = as_plan(study)
+    study = plan.study
+    kwargs = dict(study_name=name, storage=storage, sampler=_sampler(study, len(plan.trials)), pruner=_pruner(study))
+    fp = plan.fingerprint
     try:
         opt = optuna.create_study(direction=study.direction, load_if_exists=False, **kwargs)
     except DuplicatedStudyError:
@@ -182,8 +158,8 @@ def load_or_create(
         opt.set_user_attr(PARENT_RUN, parent)
         opt.set_user_attr("description", study.description)
         opt.set_user_attr("metric", study.metric)
-        for pt in pts:
-            opt.enqueue_trial({"point": pt.index}, user_attrs=_point_attrs(pt))
+        for planned in plan.trials:
+            opt.enqueue_trial({"point": planned.point.index}, user_attrs=_point_attrs(planned.point))
         opt.set_user_attr(READY, True)
     except BaseException:
         _undo_creation(name, storage, client, parent)
@@ -205,7 +181,7 @@ def _undo_creation(name: str, storage: RDBStorage, client: Any, parent: str | No
 
 def _wait_ready(opt: optuna.Study, name: str, wait_s: float) -> None:
     deadline = time.monotonic() + wait_s
-    while not optuna.load_study(study_name=name, storage=opt._storage).user_attrs.get(READY):
+    while not optuna.load_study(study_name=name, storage=storage_of(opt)).user_attrs.get(READY):
         if time.monotonic() > deadline:
             raise RuntimeError(
                 f"study '{name}' exists in the storage but was never fully created (its creator "
@@ -271,7 +247,7 @@ def _requeue_stale(opt: optuna.Study, trial: FrozenTrial, client: Any = None) ->
 
 def requeue_lost(opt: optuna.Study, client: Any) -> None:
     """Enqueue the retry of every failed trial whose worker died before enqueueing it."""
-    trials = opt._storage.get_all_trials(opt._study_id, deepcopy=False)
+    trials = trials_of(opt)
     retried = {t.user_attrs.get(RETRY_OF) for t in trials}
     done = {t.user_attrs.get("key") for t in trials if t.state == TrialState.COMPLETE}
     for t in trials:
@@ -297,19 +273,18 @@ def claim(opt: optuna.Study, study: Study, started_at: float, client: Any = None
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         fail_stale_trials(opt)
     requeue_lost(opt, client)
-    storage = opt._storage
-    study_id = opt._study_id
-    for frozen in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
-        if frozen.user_attrs.get(NOT_BEFORE, 0.0) > started_at:
+    storage = storage_of(opt)
+    for waiting in trials_of(opt, states=(TrialState.WAITING,)):
+        if waiting.user_attrs.get(NOT_BEFORE, 0.0) > started_at:
             continue  # failed during this invocation: retried by the next `run`
-        if _take(storage, frozen) and not _drop_if_duplicate(opt, frozen):
-            return optuna.Trial(opt, frozen._trial_id)
+        if _take(storage, waiting) and not _drop_if_duplicate(opt, waiting):
+            return live_trial(opt, trial_id_of(waiting))
     if study.search is not None:
         live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
-        if len(storage.get_all_trials(study_id, deepcopy=False, states=live)) < study.search.n_trials:
-            trial_id = storage.create_new_trial(study_id)
+        if len(trials_of(opt, states=live)) < study.search.n_trials:
+            trial_id = storage.create_new_trial(study_id_of(opt))
             storage.record_heartbeat(trial_id)
-            return optuna.Trial(opt, trial_id)
+            return live_trial(opt, trial_id)
     return None
 
 
@@ -325,8 +300,7 @@ def _claim_lock(storage: Any) -> AbstractContextManager[Any]:
     too, but it would also serialise every read of the storage, and it has to be wired into the
     engine Optuna builds.)
     """
-    backend = getattr(storage, "_backend", storage)  # a study's storage is Optuna's cache around the RDB one
-    url = str(backend.url)
+    url = storage_url(storage)
     if url.startswith("sqlite:///"):
         return FileLock(url[len("sqlite:///"):] + ".claim.lock", timeout=300)
     return nullcontext()
@@ -341,8 +315,8 @@ def _take(storage: RDBStorage, frozen: FrozenTrial) -> bool:
     lock = _claim_lock(storage)
     try:
         with lock:
-            storage.record_heartbeat(frozen._trial_id)
-            return storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING)
+            storage.record_heartbeat(trial_id_of(frozen))
+            return storage.set_trial_state_values(trial_id_of(frozen), state=TrialState.RUNNING)
     except UpdateFinishedTrialError:
         return False
     except Exception:  # e.g. two workers inserting the first heartbeat at once: the other one claims it
@@ -357,19 +331,19 @@ def _drop_if_duplicate(opt: optuna.Study, frozen: FrozenTrial) -> bool:
         return False
     twins = [
         t.number
-        for t in opt._storage.get_all_trials(opt._study_id, deepcopy=False)
+        for t in trials_of(opt)
         if t.user_attrs.get(RETRY_OF) == retry_of and t.number < frozen.number
     ]
     if not twins:
         return False
     log.info("trial %d duplicates trial %d (both retry trial %d); dropping it", frozen.number, twins[0], retry_of)
-    opt._storage.set_trial_user_attr(frozen._trial_id, DUPLICATE_OF, twins[0])
-    opt._storage.set_trial_state_values(frozen._trial_id, state=TrialState.FAIL)
+    storage_of(opt).set_trial_user_attr(trial_id_of(frozen), DUPLICATE_OF, twins[0])
+    storage_of(opt).set_trial_state_values(trial_id_of(frozen), state=TrialState.FAIL)
     return True
 
 
 def others_running(opt: optuna.Study) -> int:
-    return len(opt._storage.get_all_trials(opt._study_id, deepcopy=False, states=(TrialState.RUNNING,)))
+    return len(trials_of(opt, states=(TrialState.RUNNING,)))
 
 
 @contextmanager
@@ -397,11 +371,14 @@ def heartbeat(storage: RDBStorage, trial_id: int, interval: float) -> Iterator[N
 
 
 # ---------------------------------------------------------------------- running one trial
-def trial_point(trial: optuna.Trial, study: Study, pts: list[Point]) -> tuple[dict[str, Any], int, str, str]:
-    """(axis values, seed, key, label) of a claimed trial; a search trial samples its values here."""
+def trial_point(trial: optuna.Trial, plan: Plan) -> tuple[dict[str, Any], int, str, str, RunConfig]:
+    """(axis values, seed, key, label, run config) of a claimed trial: a grid trial's from the
+    plan; a search trial samples its values here."""
+    study = plan.study
     if study.search is None:
-        pt = pts[trial.suggest_categorical("point", list(range(len(pts))))]
-        return pt.params, pt.seed, pt.key(), pt.label()
+        planned: PlannedTrial = plan.trials[trial.suggest_categorical("point", list(range(len(plan.trials))))]
+        pt = planned.point
+        return pt.params, pt.seed, planned.key, planned.label, planned.config
     params: dict[str, Any] = {}
     for dotted, spec in study.search.params.items():
         if spec.type == "float":
@@ -416,7 +393,7 @@ def trial_point(trial: optuna.Trial, study: Study, pts: list[Point]) -> tuple[di
     label = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
     for name, value in (("key", key), ("label", label), ("seed", seed), ("axes", json.dumps(params))):
         trial.set_user_attr(name, value)
-    return params, seed, key, label
+    return params, seed, key, label, plan.config_for(params, seed)
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -437,16 +414,15 @@ def failure_reason(exc: BaseException) -> str:
 def run_trial(
     opt: optuna.Study,
     trial: optuna.Trial,
-    study: Study,
-    pts: list[Point],
+    plan: Plan,
     client: Any,
     exp_id: str,
     options: EngineOptions,
     report: WorkerReport,
 ) -> None:
     """Train and evaluate one claimed trial; record the outcome in MLflow first, then in Optuna."""
-    params, seed, key, label = trial_point(trial, study, pts)
-    config = trial_config(study, params, seed)
+    study = plan.study
+    params, seed, key, label, config = trial_point(trial, plan)
     overrides: dict[str, Any] = {"progress": options.progress}
     devices = options.device.split(",") if options.device else []
     if devices:  # a group of several takes its GPUs through CUDA_VISIBLE_DEVICES, rank r -> cuda:r
@@ -463,11 +439,11 @@ def run_trial(
         "device": config.train.device,
         **{f"axis.{k}": tracking.param_value(v) for k, v in params.items()},
     }
-    recipe = trial_recipe(study, params)
+    recipe = params.get(RECIPE_KEY, study.recipe)
     if recipe is not None:  # the config it resolved to is logged as params; this says where it came from
         tags[RECIPE_KEY] = recipe
     try:
-        with heartbeat(opt._storage, trial._trial_id, options.heartbeat_interval):  # opening may wait out an outage
+        with heartbeat(storage_of(opt), trial_id_of(trial), options.heartbeat_interval):  # opening may wait out an outage
             run_id = _open_run(opt, trial, study, client, exp_id, f"{trial.number}: {label}", config, tags,
                                options.tracking_timeout_s)
     except tracking.TrackingError as exc:
@@ -560,11 +536,11 @@ def _train_and_finish(
     whose rank 0 logs to the same run; this worker keeps the claim and the heartbeats.
     """
     timeout = options.tracking_timeout_s
-    with heartbeat(opt._storage, trial._trial_id, options.heartbeat_interval):
+    with heartbeat(storage_of(opt), trial_id_of(trial), options.heartbeat_interval):
         if study.devices_per_trial > 1:
             spec = distributed_trial.TrialSpec(
                 config=config.model_dump(mode="json"), run_dir=str(run_dir), tracking_uri=options.tracking_uri,
-                run_id=run_id, storage=options.storage, study_name=opt.study_name, trial_id=trial._trial_id,
+                run_id=run_id, storage=options.storage, study_name=opt.study_name, trial_id=trial_id_of(trial),
                 prune=study.search is not None, tracking_timeout_s=timeout,
             )
             result = distributed_trial.launch(spec, study.devices_per_trial, devices)
@@ -598,7 +574,7 @@ class TrialTakenOver(RuntimeError):
 
 def _check_still_running(opt: optuna.Study, trial: optuna.Trial) -> None:
     """Refuse to mark a run finished whose trial was failed behind this worker's back: its retry will."""
-    state = opt._storage.get_trial(trial._trial_id).state
+    state = stored_trial(opt, trial).state
     if state != TrialState.RUNNING:
         raise TrialTakenOver(f"another worker marked this trial {state.name} (heartbeats came late); its retry reruns it")
 
@@ -629,27 +605,27 @@ def _fail(opt: optuna.Study, trial: optuna.Trial, client: Any, run_id: str | Non
     _record_failed_run(client, run_id, trial.number, reason)
     trial.set_user_attr("failure_reason", reason)
     opt.tell(trial, state=TrialState.FAIL)
-    _requeue(opt, opt._storage.get_trial(trial._trial_id), not_before=not_before, reason=reason)
+    _requeue(opt, stored_trial(opt, trial), not_before=not_before, reason=reason)
 
 
 # ---------------------------------------------------------------------- the worker loop
-def work(study: Study, name: str, options: EngineOptions, started_at: float | None = None) -> WorkerReport:
+def work(study: Study | Plan, name: str, options: EngineOptions, started_at: float | None = None) -> WorkerReport:
     """Claim and run trials until none is left (waiting while other workers finish theirs)."""
+    plan = as_plan(study)
     started_at = time.time() if started_at is None else started_at
     client = tracking.connect(options.tracking_uri)
     storage = make_storage(options.storage, options, client)
-    opt = load_or_create(study, name, storage, client)
+    opt = load_or_create(plan, name, storage, client)
     exp_id = tracking.experiment_id(client, name)
-    pts = points(study)
     report = WorkerReport()
     ran = 0
     while options.max_trials is None or ran < options.max_trials:
-        trial = claim(opt, study, started_at, client)
+        trial = claim(opt, plan.study, started_at, client)
         if trial is None:
             if others_running(opt) == 0:
                 break
             time.sleep(options.poll_s)  # another worker's trial may yet die and come back
             continue
-        run_trial(opt, trial, study, pts, client, exp_id, options, report)
+        run_trial(opt, trial, plan, client, exp_id, options, report)
         ran += 1
     return report

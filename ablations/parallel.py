@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ablations.engine import EngineOptions, WorkerReport, work
+from ablations.plan import load_plan
 from ablations.study import load_study
 
 
@@ -37,9 +38,9 @@ def _worker(
 
     configure_logging(prefix=f"[worker {os.getpid()}] ")  # a spawned process starts with no logging set up
     torch.set_num_threads(threads)  # N CPU workers share the cores instead of oversubscribing them
-    study = load_study(Path(study_path), overrides, scale)
+    plan = load_plan(Path(study_path), overrides, scale)  # this process's own copy of the plan
     try:
-        queue.put(work(study, name, options, started_at))
+        queue.put(work(plan, name, options, started_at))
     except KeyboardInterrupt:
         queue.put(WorkerReport())
 

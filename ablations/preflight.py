@@ -40,17 +40,10 @@ def check_devices(devices: list[str], option: str = "--devices") -> None:
             raise ConfigFileError(f"{option} {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
 
 
-def trial_configs(study: Any) -> list[Any]:
-    """The base run config and every grid/zip trial's config (a search's trials share the base's data)."""
-    from ablations.study import points, trial_config
-
-    return [study.base] + [trial_config(study, p.params, p.seed) for p in points(study)]
-
-
 def check_study_devices(study: Any, devices: list[str], configs: list[Any]) -> None:
     """``--devices`` when given, else every trial's own ``train.device`` (``auto`` always works).
 
-    ``configs``: the study's ``trial_configs``, built once by the caller for this and ``check_data``.
+    ``configs``: the plan's configs (``ablations.plan.Plan.configs``), shared with ``check_data``.
     """
     if devices:
         check_devices(devices)

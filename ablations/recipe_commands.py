@@ -10,11 +10,11 @@ from typing import Any
 
 import yaml
 
+from ablations.exit_codes import EXIT_BAD_INPUT
 from ablations.data_option import add_data_option, load_run_config_with_data
 from ablations.yamlfile import ConfigFileError, parse_assignments
 from core.recipes import RECIPE_KEY, RecipeError, load_recipe, recipe_names
 
-EXIT_BAD_INPUT = 2
 
 RECIPES_EPILOG = """\
 examples:

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from ablations.yamlfile import ConfigFileError, allowed_fields, line_of, read_yaml, validate
 from core.config import RunConfig, identity_exclusions
+from core.dotted import deep_copy, deep_merge, with_paths
 from core.recipes import RECIPE_KEY, RecipeError, nested_fields
 
 
@@ -27,41 +28,6 @@ def check_dotted_path(model: type[BaseModel], dotted: str, option: str = "--set"
         if parts[i] not in allowed:
             where = ".".join(parts[:i]) or "the run config"
             raise ConfigFileError(f"{option} {dotted}: no field '{parts[i]}' in {where} (allowed: {', '.join(allowed)})")
-
-
-def merge_dotted(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Return a copy of ``data`` with each dotted override set, creating sections as needed."""
-    out = deep_copy(data)
-    for dotted, value in overrides.items():
-        node = out
-        *parents, last = dotted.split(".")
-        for part in parents:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[last] = value
-    return out
-
-
-def deep_copy(data: Any) -> Any:
-    """A copy of nested mappings and lists (plain YAML data) that shares nothing with ``data``."""
-    if isinstance(data, dict):
-        return {k: deep_copy(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [deep_copy(v) for v in data]
-    return data
-
-
-def deep_merge(parent: Any, child: Any) -> Any:
-    """Deep merge: mappings merge key by key, anything else in ``child`` replaces ``parent``."""
-    if isinstance(parent, dict) and isinstance(child, dict):
-        out = {k: deep_copy(v) for k, v in parent.items()}
-        for k, v in child.items():
-            out[k] = deep_merge(out[k], v) if k in out else deep_copy(v)
-        return out
-    return deep_copy(child)
 
 
 def with_recipe(fields: dict[str, Any], name: Any, where: str) -> dict[str, Any]:
@@ -100,7 +66,7 @@ def load_run_config(path: Path | None, overrides: dict[str, Any] | None = None) 
     if RECIPE_KEY in overrides:
         name = overrides.pop(RECIPE_KEY)
         where = "--recipe"
-    return validate(RunConfig, merge_dotted(with_recipe(data, name, where), overrides), source, node)
+    return validate(RunConfig, with_paths(with_recipe(data, name, where), overrides), source, node)
 
 
 def recipe_of(path: Path | None, overrides: dict[str, Any] | None = None) -> str | None:

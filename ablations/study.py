@@ -38,19 +38,22 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ablations.runconfig_file import check_dotted_path, deep_copy, deep_merge, with_recipe
+from ablations.runconfig_file import check_dotted_path, with_recipe
 from ablations.yamlfile import ConfigFileError, allowed_fields, line_of, read_yaml
 from core.config import RunConfig
+from core.dotted import deep_copy, deep_merge, set_path
 from core.recipes import RECIPE_KEY, RecipeError, load_recipe, recipe_names
 
 StudyFileError = ConfigFileError
 
-METRICS = ("linear_top1", "linear_top5", "knn_top1", "knn_top5", "loss")
+Metric = Literal["linear_top1", "linear_top5", "knn_top1", "knn_top5", "loss"]
+METRICS: tuple[str, ...] = get_args(Metric)
+"""What a study can compare (its ``metric``)."""
 REPORT_KINDS = (
     "augment_pairs",
     "color_strength",
@@ -155,7 +158,7 @@ class Study(_Strict):
     devices_per_trial: int = Field(
         1, ge=1, description="processes (devices) per trial; above 1 each trial runs under torchrun, data parallel"
     )
-    metric: Literal["linear_top1", "linear_top5", "knn_top1", "knn_top5", "loss"] = "linear_top1"
+    metric: Metric = "linear_top1"
     direction: Literal["maximize", "minimize"] = "maximize"
     scales: dict[str, dict[str, Any]] = {}
     report: dict[str, Any] = {}
@@ -275,7 +278,7 @@ def _build(study: Study, params: dict[str, Any], seed: int | None) -> RunConfig:
         data = study.base.model_dump(mode="python")
     for dotted, value in params.items():
         if dotted != RECIPE_KEY:
-            _set_path(data, dotted, value)
+            set_path(data, dotted, value)
     if seed is not None:
         data["train"]["seed"] = seed
     config = RunConfig.model_validate(data)
@@ -299,22 +302,6 @@ def _check_sizes(config: RunConfig) -> None:
                 }
             ],
         )
-
-
-def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """``data[a][b][c] = value``; a mapping set on a section is merged into it."""
-    *parents, last = dotted.split(".")
-    node = data
-    for part in parents:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    if isinstance(value, dict) and isinstance(node.get(last), dict):
-        node[last] = deep_merge(node[last], value)
-    else:
-        node[last] = deep_copy(value)
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -441,7 +428,7 @@ def load_study(path: Path, overrides: dict[str, Any] | None = None, scale: str |
                 f"--set {dotted}: '{dotted}' is an axis of this study (varied by grid/zip); "
                 f"set it on the axis in {path} or with a scale instead"
             )
-        _set_path(raw["base"], dotted, value)
+        set_path(raw["base"], dotted, value)
         option = "--recipe" if dotted == RECIPE_KEY else f"--set {dotted}"
         locator.provenance[("base", *dotted.split("."))] = f"{option}={format_value(value)}"
     fields = raw["base"] if isinstance(raw["base"], dict) else {}
@@ -558,7 +545,7 @@ def _apply_scale(raw: dict[str, Any], scale: str | None, locator: _Locator) -> N
             raw["repeats"] = value
             locator.provenance[("repeats",)] = locator.where(at)
         else:
-            _set_path(raw["base"], key, value)
+            set_path(raw["base"], key, value)
             locator.provenance[("base", *key.split("."))] = locator.where(at)
 
 

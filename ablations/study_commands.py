@@ -9,14 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ablations.exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from ablations.data_option import add_data_option, load_with_data
 from ablations.logs import configure_logging
-from ablations.preflight import check_data, check_study_devices, trial_configs
+from ablations.plan import Plan, make_plan
+from ablations.preflight import check_data, check_study_devices
 from ablations.recipe_commands import add_recipe_option, overrides_with_recipe
 from ablations.yamlfile import ConfigFileError
 
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 
 RUN_EPILOG = """\
 examples:
@@ -181,10 +181,8 @@ def _pretrain_images(config: Any) -> int | None:
     return n
 
 
-def print_plan(study: Any, name: str, storage_url: str | None) -> None:
-    from ablations.study import points, trial_config
-
-    pts = points(study)
+def print_plan(plan: Plan, name: str, storage_url: str | None) -> None:
+    study = plan.study
     status = _storage_status(storage_url, name) if storage_url else {}
     print(f"study {name}: {study.description.strip().splitlines()[0] if study.description.strip() else ''}")
     if study.search is not None:
@@ -192,12 +190,12 @@ def print_plan(study: Any, name: str, storage_url: str | None) -> None:
               + ", ".join(f"{k} ({p.type}{', log' if p.log else ''})" for k, p in study.search.params.items()))
         cfgs = [study.base] * study.search.n_trials
     else:
-        cfgs = [trial_config(study, p.params, p.seed) for p in pts]
-        width = max((len(p.label()) for p in pts), default=10)
-        for p in pts:
-            print(f"  {p.index:>4}  {p.label():<{width}}  {status.get(p.key(), 'todo').lower()}")
-        done = sum(1 for p in pts if status.get(p.key()) == "COMPLETE")
-        print(f"{len(pts)} trials, {done} done, {len(pts) - done} to run")
+        cfgs = [t.config for t in plan.trials]
+        width = max((len(t.label) for t in plan.trials), default=10)
+        for t in plan.trials:
+            print(f"  {t.point.index:>4}  {t.label:<{width}}  {status.get(t.key, 'todo').lower()}")
+        done = sum(1 for t in plan.trials if status.get(t.key) == "COMPLETE")
+        print(f"{len(plan.trials)} trials, {done} done, {len(plan.trials) - done} to run")
     images = [(_pretrain_images(c), c.train.epochs) for c in cfgs]
     if all(n is not None for n, _ in images):
         total = sum(2 * n * e for n, e in images if n is not None)
@@ -230,7 +228,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except ConfigFileError as exc:
         return _bad(str(exc))
     _, storage_url = _uris(args)
-    print_plan(study, study_name(study, args), storage_url)
+    print_plan(make_plan(study), study_name(study, args), storage_url)
     return 0
 
 
@@ -245,7 +243,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigFileError(f"--max-trials {args.max_trials}: expected a whole number >= 1")
         check_writable_folder(args.runs_dir, "--runs-dir")
         devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-        configs = trial_configs(study)
+        plan = make_plan(study)
+        configs = plan.configs()
         check_study_devices(study, devices, configs)
         check_data(configs, where=f"{study.source}: ")
     except ConfigFileError as exc:
@@ -258,7 +257,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     name = study_name(study, args)
     tracking_uri, storage_url = _uris(args)
     if args.dry_run:
-        print_plan(study, name, storage_url)
+        print_plan(plan, name, storage_url)
         print("dry run: nothing was trained or written")
         return 0
     try:
@@ -282,11 +281,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     client = connect(tracking_uri)
     opt, parent = None, None
     try:
-        opt = load_or_create(study, name, make_storage(storage_url, options, client), client)
+        opt = load_or_create(plan, name, make_storage(storage_url, options, client), client)
         parent = opt.user_attrs[PARENT_RUN]
         mark_running(client, parent, study)
         if args.workers == 1:
-            reports = [work(study, name, options, started_at)]
+            reports = [work(plan, name, options, started_at)]
         else:
             reports = run_workers(args.study, overrides, args.scale, name, options, devices, args.workers, started_at)
     except StudyMismatch as exc:

@@ -18,7 +18,10 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-TRANSFORMS = ("crop", "cutout", "color", "sobel", "noise", "blur", "rotate")
+from core.dotted import get_path, set_existing
+
+TransformName = Literal["crop", "cutout", "color", "sobel", "noise", "blur", "rotate"]
+TRANSFORMS: tuple[str, ...] = get_args(TransformName)
 """The seven transformations of the paper's Figure 5, by the names used in configs."""
 
 
@@ -197,7 +200,7 @@ class AugmentConfig(_Strict):
     the second view stays that shared crop.
     """
 
-    ops: list[Literal["crop", "cutout", "color", "sobel", "noise", "blur", "rotate"]] = ["crop", "color"]
+    ops: list[TransformName] = ["crop", "color"]
     mode: Literal["symmetric", "asymmetric"] = "symmetric"
     crop: CropConfig = CropConfig()
     color: ColorConfig = ColorConfig()
@@ -420,24 +423,12 @@ def default_config() -> RunConfig:
 
 
 def apply_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
-    """Return a new validated config with dotted-path overrides applied ({"loss.temperature": 0.1})."""
+    """Return a new validated config with dotted-path overrides applied ({"loss.temperature": 0.1});
+    KeyError names a path that is no field."""
     data = config.model_dump(mode="python")
     for dotted, value in overrides.items():
-        set_dotted(data, dotted, value)
+        set_existing(data, dotted, value)
     return RunConfig.model_validate(data)
-
-
-def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``data[a][b][c] = value`` for ``dotted == "a.b.c"``; KeyError names the bad part."""
-    parts = dotted.split(".")
-    node: Any = data
-    for i, part in enumerate(parts[:-1]):
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(".".join(parts[: i + 1]))
-        node = node[part]
-    if not isinstance(node, dict) or parts[-1] not in node:
-        raise KeyError(dotted)
-    node[parts[-1]] = value
 
 
 ADDED_LATER: dict[str, Any] = {
@@ -470,7 +461,7 @@ def identity_exclusions(config: RunConfig, also: dict[str, set[str]] | None = No
     (section -> field names a caller leaves out too, e.g. progress bars)."""
     spec: dict[str, Any] = {}
     dumped = config.model_dump(mode="python")
-    added = [d for d, default in ADDED_LATER.items() if _dotted_value(dumped, d) == default]
+    added = [d for d, default in ADDED_LATER.items() if get_path(dumped, d) == default]
     extra = [f"{section}.{name}" for section, names in (also or {}).items() for name in names]
     for dotted in (*PLACEMENT_ONLY, *added, *extra):
         *parents, last = dotted.split(".")
@@ -479,10 +470,3 @@ def identity_exclusions(config: RunConfig, also: dict[str, set[str]] | None = No
             node = node.setdefault(part, {})
         node[last] = True
     return spec
-
-
-def _dotted_value(data: dict[str, Any], dotted: str) -> Any:
-    node: Any = data
-    for part in dotted.split("."):
-        node = node[part]
-    return node

@@ -71,7 +71,7 @@ def test_the_environment_variable_serves_every_study_that_names_no_data(tmp_path
 
 
 def test_moving_the_data_keeps_the_study(tmp_path):
-    from ablations.engine import fingerprint
+    from ablations.plan import fingerprint
 
     a = _load(_args(STUDIES / "temperature.yaml", tmp_path / "a" / "cifar10-jpeg.tar.gz"))
     b = _load(_args(STUDIES / "temperature.yaml", tmp_path / "b" / "cifar10-jpeg.tar.gz"))

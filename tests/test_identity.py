@@ -11,7 +11,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from ablations.engine import fingerprint
+from ablations.plan import fingerprint
 from ablations.runconfig_file import config_digest
 from ablations.study import load_study
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ablations.engine import fingerprint
+from ablations.plan import fingerprint
 from ablations.runconfig_file import load_run_config
 from ablations.study import load_study, points, trial_config
 from ablations.yamlfile import ConfigFileError
@@ -196,7 +196,7 @@ def test_a_varied_recipe_is_part_of_the_fingerprint_and_a_base_recipe_is_its_fie
         return r if name != "lightly_cifar10" else recipes.Recipe(r.name, r.summary, r.source,
                                                                     {**r.values, "loss.temperature": 0.3}, r.citations)
 
-    monkeypatch.setattr("ablations.engine.load_recipe", edited)
+    monkeypatch.setattr("ablations.plan.load_recipe", edited)
     assert fingerprint(load_study(path)) != before
     spelled = tmp_path / "t.yaml"  # a base recipe is its fields: spelled out, the same study
     fields = yaml.safe_load(STUDY)

@@ -27,6 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from optuna.trial import TrialState
 
+from ablations.optuna_access import storage_of, stored_trial, trials_of
 from ablations import tracking
 from ablations.cli import main
 from ablations.engine import EngineOptions, _requeue, _take, claim, load_or_create, make_storage, requeue_lost, work
@@ -259,8 +260,8 @@ def _claim_all(url: str, start, queue) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     options = EngineOptions(storage=url, tracking_uri="unused", grace_period=600)
     opt = optuna.load_study(study_name="race", storage=make_storage(url, options))
-    storage = opt._storage  # what claim() hands to _take: Optuna's cache around the RDB storage
-    waiting = storage.get_all_trials(opt._study_id, deepcopy=False, states=(TrialState.WAITING,))
+    storage = storage_of(opt)  # what claim() hands to _take: Optuna's cache around the RDB storage
+    waiting = trials_of(opt, states=(TrialState.WAITING,))
     start.wait(timeout=120)
     queue.put([f.number for f in waiting if _take(storage, f)])
 
@@ -306,11 +307,11 @@ def test_a_lost_retry_is_enqueued_once_and_a_duplicate_never_runs(tmp_path):
     requeue_lost(opt, client)  # once is enough: the retry is there now
     retries = [t for t in opt.get_trials() if t.user_attrs.get("retry_of") == first.number]
     assert len(retries) == 1 and retries[0].state == TrialState.WAITING
-    _requeue(opt, opt._storage.get_trial(first._trial_id), 0.0, "a second worker, at the same moment")
+    _requeue(opt, stored_trial(opt, first), 0.0, "a second worker, at the same moment")
 
     claimed = []
     while (trial := claim(opt, study, started, client)) is not None:
-        claimed.append(opt._storage.get_trial(trial._trial_id).user_attrs["key"])
+        claimed.append(stored_trial(opt, trial).user_attrs["key"])
     assert sorted(claimed) == sorted(p.key() for p in points(study))  # every point once, the lost one included
     duplicate = opt.get_trials()[-1]
     assert duplicate.state == TrialState.FAIL and duplicate.user_attrs["duplicate_of"] == retries[0].number
@@ -363,7 +364,7 @@ def test_a_worker_killed_before_recording_its_run_id_leaves_no_run_running(tmp_p
                                       "alive", {"study": "tiny", "trial": str(dead.number + 1)})
     time.sleep(2.5)  # no heartbeat from the killed worker for longer than the grace period
     claim(opt, study, time.time(), client)  # another worker looks: the dead trial is failed and re-queued
-    assert opt._storage.get_trial(dead._trial_id).state == TrialState.FAIL
+    assert stored_trial(opt, dead).state == TrialState.FAIL
     run = client.get_run(orphan)
     assert run.info.status == "FAILED" and run.data.tags["failure_reason"] == "worker stopped sending heartbeats"
     assert client.get_run(other).info.status == "RUNNING"  # another trial's run is left alone
@@ -373,14 +374,14 @@ def test_a_worker_killed_before_recording_its_run_id_leaves_no_run_running(tmp_p
 @pytest.mark.slow
 def test_out_of_memory_fails_its_trial_with_the_hint_and_the_study_goes_on(tmp_path, monkeypatch, capsys):
     study = write_study(tmp_path, epochs=1)
-    real_step = Trainer._step
+    real_step = Trainer.step
 
     def step(self, v1, v2):  # only the point with temperature 0.2 and colour distortion runs out
         if self.config.loss.temperature == 0.2 and "color" in self.config.augment.ops:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return real_step(self, v1, v2)
 
-    monkeypatch.setattr(Trainer, "_step", step)
+    monkeypatch.setattr(Trainer, "step", step)
     monkeypatch.chdir(tmp_path)
     assert main(["run", str(study), "--no-progress"]) == 0
     out = capsys.readouterr().out

@@ -223,7 +223,6 @@ def tf_crop_box(
     kept: ``lrintf`` (half to even, as ``torch.round``), and offsets in [0, H - h) rather than
     [0, H - h] (its ``Uniform(n)`` excludes n).
     """
-    dtype = draws.dtype
     image_area = float(height * width)
     min_area, max_area = area_range[0] * image_area, area_range[1] * image_area
     ratio = ratio_range[0] + draws[..., 0] * (ratio_range[1] - ratio_range[0])
@@ -253,8 +252,7 @@ def tf_crop_box(
     w = torch.where(any_ok, w.gather(1, first).squeeze(1), torch.full_like(w[:, 0], width))
     top = torch.where(h < height, torch.floor(offsets[:, 0] * (height - h)), torch.zeros_like(h))
     left = torch.where(w < width, torch.floor(offsets[:, 1] * (width - w)), torch.zeros_like(w))
-    as_float = torch.float32
-    return top.to(as_float), left.to(as_float), h.to(as_float), w.to(as_float)
+    return top.float(), left.float(), h.float(), w.float()
 
 
 def _centre(pixel: torch.Tensor, size: int) -> torch.Tensor:

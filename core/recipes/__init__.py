@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from core.dotted import with_paths
+
 RECIPE_KEY = "recipe"
 """The key that names a recipe in a run config file, a study's base, ``--set`` or a study axis."""
 
@@ -81,11 +83,4 @@ def load_recipe(name: str) -> Recipe:
 
 def nested_fields(name: str) -> dict[str, Any]:
     """The recipe's fields as nested sections ({"optim": {"weight_decay": 1e-4}}), a fresh copy."""
-    out: dict[str, Any] = {}
-    for dotted, value in load_recipe(name).values.items():
-        node = out
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = yaml.safe_load(yaml.safe_dump(value))  # a deep copy of plain YAML data
-    return out
+    return with_paths({}, load_recipe(name).values)

@@ -1,0 +1,107 @@
+"""A study expanded once into what will run: its trials, each trial's resolved run config, and the
+study's identity. The checks before a run (devices, data), the engine and ``plan`` all read this
+one plan, so points and configs are derived from the study in one place, once per process.
+
+The plan is immutable (frozen dataclasses, tuples): the engine cannot change what the checks
+checked. A search study's trials are not known in advance; its plan holds the base config (what
+every searched trial starts from) and builds a searched trial's config from its sampled values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ablations.study import Point, Study, load_study, points, trial_config, trial_recipe
+from core.config import RunConfig, identity_exclusions
+from core.recipes import RECIPE_KEY, load_recipe
+
+NEUTRAL_TRAIN = {"progress", "log_every", "device", "checkpoint"}
+"""Train fields that never change a trial's result: progress bars, logging, the device's name."""
+NEUTRAL_DATA = {"root", "download", "cache_dir"}
+"""Where the data lives, not which data: moving it keeps the study."""
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    """One grid/zip point and seed, with the run config it trains."""
+
+    point: Point
+    config: RunConfig
+    recipe: str | None
+
+    @property
+    def key(self) -> str:
+        return self.point.key()
+
+    @property
+    def label(self) -> str:
+        return self.point.label()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a study runs: every planned trial (none for a search) and the study's fingerprint."""
+
+    study: Study
+    trials: tuple[PlannedTrial, ...]
+    fingerprint: str
+
+    @property
+    def is_search(self) -> bool:
+        return self.study.search is not None
+
+    def configs(self) -> list[RunConfig]:
+        """The base config and every planned trial's: what the checks before a run look at (a
+        search's trials share the base's data and devices)."""
+        return [self.study.base, *(t.config for t in self.trials)]
+
+    def config_for(self, params: dict[str, Any], seed: int) -> RunConfig:
+        """The run config of a searched trial's sampled ``params`` (grid trials: ``trials[i].config``)."""
+        return trial_config(self.study, params, seed)
+
+
+def varied_recipes(study: Study) -> list[str]:
+    """The recipes a study varies (a grid or zip axis, or searched choices), sorted."""
+    names = [*study.grid.get(RECIPE_KEY, []), *study.zip.get(RECIPE_KEY, [])]
+    if study.search is not None and RECIPE_KEY in study.search.params:
+        names += list(study.search.params[RECIPE_KEY].choices or [])
+    return sorted(set(names))
+
+
+def fingerprint(study: Study) -> str:
+    """Hash of everything that decides the trials' results; progress bars, devices and data paths excluded."""
+    exclude = identity_exclusions(study.base, {"train": NEUTRAL_TRAIN, "data": NEUTRAL_DATA})
+    base = study.base.model_dump(mode="json", exclude=exclude)
+    axes = {
+        "base": base,
+        "grid": study.grid,
+        "zip": study.zip,
+        "repeats": study.repeats,
+        "search": study.search.model_dump(mode="json") if study.search else None,
+    }
+    varied = varied_recipes(study)
+    if varied:  # a varied recipe is its fields: a recipe file that changes makes another study
+        axes["recipes"] = {n: load_recipe(n).values for n in varied}
+    return hashlib.sha256(json.dumps(axes, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def make_plan(study: Study) -> Plan:
+    """Expand ``study`` (already validated by ``load_study``) into its plan."""
+    trials = tuple(
+        PlannedTrial(p, trial_config(study, p.params, p.seed), trial_recipe(study, p.params)) for p in points(study)
+    )
+    return Plan(study, trials, fingerprint(study))
+
+
+def as_plan(study_or_plan: Study | Plan) -> Plan:
+    """A plan for callers that hold either (tests and library users may pass a Study)."""
+    return study_or_plan if isinstance(study_or_plan, Plan) else make_plan(study_or_plan)
+
+
+def load_plan(path: Path, overrides: dict[str, Any] | None = None, scale: str | None = None) -> Plan:
+    """``load_study`` then ``make_plan``: a study file, checked and expanded."""
+    return make_plan(load_study(path, overrides, scale))
