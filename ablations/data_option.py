@@ -56,7 +56,9 @@ def source_for(path: Path, file_source: str) -> str:
     if file_source in TORCHVISION_SOURCES:
         return file_source
     if not p.exists():
-        raise ConfigFileError(f"--data {path}: does not exist (expected a torchvision root, an ImageFolder tree or a .tar.gz of one)")
+        raise ConfigFileError(
+            f"--data {path}: does not exist (expected a torchvision root, an ImageFolder tree or a .tar.gz of one)"
+        )
     raise ConfigFileError(
         f"--data {path}: a folder without train/, so not an ImageFolder tree, and the file's source "
         f"{file_source} is not a torchvision dataset (cifar10, cifar100, stl10) that could live there"

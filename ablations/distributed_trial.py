@@ -73,7 +73,9 @@ def launch(spec: TrialSpec, procs: int, devices: list[str]) -> TrainResult:
         Path(spec_path).unlink(missing_ok=True)
     if not outcome_path.exists():
         tail = (folder / LOG).read_text(errors="replace").strip().splitlines()[-5:]
-        raise RuntimeError(f"torchrun group of {procs} exited with status {status} before rank 0 reported: " + " | ".join(tail))
+        raise RuntimeError(
+            f"torchrun group of {procs} exited with status {status} before rank 0 reported: " + " | ".join(tail)
+        )
     return _result(json.loads(outcome_path.read_text()))
 
 
@@ -107,7 +109,9 @@ def rank_main(spec_path: str) -> int:
         with contextlib.ExitStack() as stack:
             if info.is_main:
                 client = tracking.connect(spec.tracking_uri)
-                callbacks.append(stack.enter_context(tracking.MlflowCallback(client, spec.run_id, spec.tracking_timeout_s)))
+                callbacks.append(
+                    stack.enter_context(tracking.MlflowCallback(client, spec.run_id, spec.tracking_timeout_s))
+                )
                 if spec.prune:
                     study = optuna.load_study(study_name=spec.study_name, storage=spec.storage)
                     callbacks.append(PruningCallback(live_trial(study, spec.trial_id)))

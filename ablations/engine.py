@@ -47,9 +47,17 @@ from optuna.storages import RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from ablations import distributed_trial, tracking
-from ablations.optuna_access import live_trial, stored_trial, storage_of, storage_url, study_id_of, trial_id_of, trials_of
+from ablations.optuna_access import (
+    live_trial,
+    storage_of,
+    storage_url,
+    stored_trial,
+    study_id_of,
+    trial_id_of,
+    trials_of,
+)
+from ablations.plan import Plan, PlannedTrial, as_plan
 from ablations.pruning import PruningCallback, pruned_epoch
-from ablations.plan import Plan, PlannedTrial, as_plan, fingerprint
 from ablations.study import Point, Study
 from core.config import RunConfig
 from core.recipes import RECIPE_KEY
@@ -230,7 +238,8 @@ def _unrecorded_runs(opt: optuna.Study, client: Any, trial: FrozenTrial) -> list
             return []
         runs = client.search_runs(
             [experiment.experiment_id],
-            filter_string=f"tags.study = '{opt.study_name}' and tags.trial = '{trial.number}' and attributes.status = 'RUNNING'",
+            filter_string=f"tags.study = '{opt.study_name}' and tags.trial = '{trial.number}' "
+            "and attributes.status = 'RUNNING'",
         )
     except Exception:
         log.warning("could not look up the MLflow run of dead trial %d", trial.number, exc_info=True)
@@ -443,7 +452,8 @@ def run_trial(
     if recipe is not None:  # the config it resolved to is logged as params; this says where it came from
         tags[RECIPE_KEY] = recipe
     try:
-        with heartbeat(storage_of(opt), trial_id_of(trial), options.heartbeat_interval):  # opening may wait out an outage
+        # opening may wait out an outage
+        with heartbeat(storage_of(opt), trial_id_of(trial), options.heartbeat_interval):
             run_id = _open_run(opt, trial, study, client, exp_id, f"{trial.number}: {label}", config, tags,
                                options.tracking_timeout_s)
     except tracking.TrackingError as exc:
@@ -557,7 +567,9 @@ def _train_and_finish(
             trial.set_user_attr(f"metric.{name}", metric)
         value = result.metrics.get(study.metric)
         if value is None or not math.isfinite(value):
-            raise NoUsableValue(f"the trial ended without a usable {study.metric} ({value}); the study compares {study.metric}")
+            raise NoUsableValue(
+                f"the trial ended without a usable {study.metric} ({value}); the study compares {study.metric}"
+            )
         _check_still_running(opt, trial)
         tracking.retrying(lambda: tracking.finish_run(client, run_id, "FINISHED"), "mark the run finished", timeout)
     return result
@@ -576,7 +588,9 @@ def _check_still_running(opt: optuna.Study, trial: optuna.Trial) -> None:
     """Refuse to mark a run finished whose trial was failed behind this worker's back: its retry will."""
     state = stored_trial(opt, trial).state
     if state != TrialState.RUNNING:
-        raise TrialTakenOver(f"another worker marked this trial {state.name} (heartbeats came late); its retry reruns it")
+        raise TrialTakenOver(
+            f"another worker marked this trial {state.name} (heartbeats came late); its retry reruns it"
+        )
 
 
 def _release_gpu_memory() -> None:
@@ -600,7 +614,9 @@ def _record_failed_run(client: Any, run_id: str | None, number: int, reason: str
         log.warning("could not record the failure of trial %d in MLflow", number, exc_info=True)
 
 
-def _fail(opt: optuna.Study, trial: optuna.Trial, client: Any, run_id: str | None, reason: str, not_before: float) -> None:
+def _fail(
+    opt: optuna.Study, trial: optuna.Trial, client: Any, run_id: str | None, reason: str, not_before: float
+) -> None:
     _release_gpu_memory()
     _record_failed_run(client, run_id, trial.number, reason)
     trial.set_user_attr("failure_reason", reason)

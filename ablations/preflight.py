@@ -35,9 +35,13 @@ def check_devices(devices: list[str], option: str = "--devices") -> None:
             raise ConfigFileError(f"{option} {name}: only cpu and cuda devices are supported")
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ConfigFileError(f"{option} {name}: this machine has no CUDA device (use cpu, or run where the GPUs are)")
+            raise ConfigFileError(
+                f"{option} {name}: this machine has no CUDA device (use cpu, or run where the GPUs are)"
+            )
         if device.index is not None and device.index >= count:
-            raise ConfigFileError(f"{option} {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+            raise ConfigFileError(
+                f"{option} {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+            )
 
 
 def check_study_devices(study: Any, devices: list[str], configs: list[Any]) -> None:
@@ -85,4 +89,6 @@ def check_data(configs: list[Any], where: str = "") -> None:
                 shutil.rmtree(root, ignore_errors=True)
             text = " ".join(str(exc).split())  # one line, whatever the library's message held
             fetched = " (the download failed: offline?)" if created else ""
-            raise ConfigFileError(f"{where}data.root {text}{fetched}. {_WHERE_HINT[0].upper()}{_WHERE_HINT[1:]}") from None
+            raise ConfigFileError(
+                f"{where}data.root {text}{fetched}. {_WHERE_HINT[0].upper()}{_WHERE_HINT[1:]}"
+            ) from None

@@ -27,7 +27,9 @@ def check_dotted_path(model: type[BaseModel], dotted: str, option: str = "--set"
             raise ConfigFileError(f"{option} {dotted}: '{parent}' is a value, not a section")
         if parts[i] not in allowed:
             where = ".".join(parts[:i]) or "the run config"
-            raise ConfigFileError(f"{option} {dotted}: no field '{parts[i]}' in {where} (allowed: {', '.join(allowed)})")
+            raise ConfigFileError(
+                f"{option} {dotted}: no field '{parts[i]}' in {where} (allowed: {', '.join(allowed)})"
+            )
 
 
 def with_recipe(fields: dict[str, Any], name: Any, where: str) -> dict[str, Any]:

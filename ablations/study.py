@@ -289,7 +289,9 @@ def _build(study: Study, params: dict[str, Any], seed: int | None) -> RunConfig:
 def _check_sizes(config: RunConfig) -> None:
     """Impossible combinations known without reading data: a batch larger than the training set."""
     d, b = config.data, config.train.batch_size
-    limit, what = (d.synthetic.train_size, "data.synthetic.train_size") if d.source == "synthetic" else (d.subset, "data.subset")
+    limit, what = (
+        (d.synthetic.train_size, "data.synthetic.train_size") if d.source == "synthetic" else (d.subset, "data.subset")
+    )
     if limit is not None and b > limit and not (d.source == "stl10" and d.stl10_unlabeled):
         raise ValidationError.from_exception_data(
             "RunConfig",
@@ -410,7 +412,11 @@ def load_study(path: Path, overrides: dict[str, Any] | None = None, scale: str |
     if base is None:
         base = {}
     if not isinstance(base, dict):
-        raise _fail(locator.where(("base",)), "base", f"expected a mapping of run-config sections, got {type(base).__name__}")
+        raise _fail(
+            locator.where(("base",)),
+            "base",
+            f"expected a mapping of run-config sections, got {type(base).__name__}",
+        )
     raw["base"] = base
     raw.setdefault("grid", {})
     raw.setdefault("zip", {})
@@ -491,12 +497,20 @@ def _allowed_at(loc: tuple[Any, ...]) -> list[str] | None:
 def _apply_scale(raw: dict[str, Any], scale: str | None, locator: _Locator) -> None:
     scales = raw.get("scales") or {}
     if not isinstance(scales, dict):
-        raise _fail(locator.where(("scales",)), "scales", f"expected a mapping of scale names, got {type(scales).__name__}")
+        raise _fail(
+            locator.where(("scales",)),
+            "scales",
+            f"expected a mapping of scale names, got {type(scales).__name__}",
+        )
     for name, spec in scales.items():
         if spec is None:
             scales[name] = {}
         elif not isinstance(spec, dict):
-            raise _fail(locator.where(("scales", name)), f"scales.{name}", f"expected a mapping, got {type(spec).__name__}")
+            raise _fail(
+                locator.where(("scales", name)),
+                f"scales.{name}",
+                f"expected a mapping, got {type(spec).__name__}",
+            )
         for key in scales[name]:
             if key in SCALE_KEYS:
                 continue
@@ -514,14 +528,20 @@ def _apply_scale(raw: dict[str, Any], scale: str | None, locator: _Locator) -> N
         return
     if scale not in scales:
         available = ", ".join(scales) or "none"
-        raise ConfigFileError(f"{locator.where(('scales',))}: --scale {scale}: no such scale in this study (available: {available})")
+        raise ConfigFileError(
+            f"{locator.where(('scales',))}: --scale {scale}: no such scale in this study (available: {available})"
+        )
     spec = scales[scale]
     for key, value in spec.items():
         at = ("scales", scale, key)
         if key in ("grid", "zip"):
             axes = raw.get(key)
             if not isinstance(value, dict):
-                raise _fail(locator.where(at), f"scales.{scale}.{key}", f"expected a mapping of axis -> values, got {type(value).__name__}")
+                raise _fail(
+                    locator.where(at),
+                    f"scales.{scale}.{key}",
+                    f"expected a mapping of axis -> values, got {type(value).__name__}",
+                )
             if not isinstance(axes, dict):
                 axes = {}
             for axis, values in value.items():
@@ -536,7 +556,11 @@ def _apply_scale(raw: dict[str, Any], scale: str | None, locator: _Locator) -> N
                 locator.provenance[(key, axis)] = locator.where((*at, axis))
         elif key == "search":
             if not isinstance(value, dict):
-                raise _fail(locator.where(at), f"scales.{scale}.search", f"expected a mapping, got {type(value).__name__}")
+                raise _fail(
+                    locator.where(at),
+                    f"scales.{scale}.search",
+                    f"expected a mapping, got {type(value).__name__}",
+                )
             if not isinstance(raw.get("search"), dict):
                 raise _fail(locator.where(at), f"scales.{scale}.search", "the study has no search to adjust")
             raw["search"] = deep_merge(raw["search"], value)
@@ -561,7 +585,11 @@ def _record(locator: _Locator, target: tuple[str, ...], value: Any, at: tuple[An
 def _check_axes(study: Study, locator: _Locator) -> None:
     if study.search is not None and (study.grid or study.zip):
         which = "grid" if study.grid else "zip"
-        raise _fail(locator.where(("search",)), "search", f"a study has either a search or grid/zip axes, not both (remove '{which}' or 'search')")
+        raise _fail(
+            locator.where(("search",)),
+            "search",
+            f"a study has either a search or grid/zip axes, not both (remove '{which}' or 'search')",
+        )
     sections: list[tuple[str, list[str]]] = [("grid", list(study.grid)), ("zip", list(study.zip))]
     if study.search is not None:
         sections.append(("search.params", list(study.search.params)))
@@ -576,7 +604,11 @@ def _check_axes(study: Study, locator: _Locator) -> None:
     both = set(study.grid) & set(study.zip)
     if both:
         key = sorted(both)[0]
-        raise _fail(locator.where(("zip", key)), f"zip.{key}", "is also a grid axis; an axis is either in grid or in zip")
+        raise _fail(
+            locator.where(("zip", key)),
+            f"zip.{key}",
+            "is also a grid axis; an axis is either in grid or in zip",
+        )
     if study.zip:
         lengths = {k: len(v) for k, v in study.zip.items()}
         if len(set(lengths.values())) > 1:
@@ -637,7 +669,11 @@ def _check_trials(study: Study, locator: _Locator) -> None:
             axis = _axis_for(study, loc)
             if axis is None:  # only a combination of axes is invalid: point at the first axis
                 section, key = ("grid", next(iter(study.grid))) if study.grid else ("zip", next(iter(study.zip)))
-                raise _fail(locator.where((section, key)), f"point {point.label()}", f"{_dotted(loc)}: {err['msg']}") from None
+                raise _fail(
+                    locator.where((section, key)),
+                    f"point {point.label()}",
+                    f"{_dotted(loc)}: {err['msg']}",
+                ) from None
             section, key = axis
             detail = err["msg"] if _dotted(loc) == key else f"{_dotted(loc)}: {err['msg']}"
             raise _fail(

@@ -33,7 +33,10 @@ def study_params(study: Any) -> dict[str, str]:
     """What the study compares, as MLflow params: its axes, repeats, scale and metric."""
     from ablations.study import format_value
 
-    params = {f"axis.{k}": "[" + ", ".join(format_value(v) for v in values) + "]" for k, values in {**study.grid, **study.zip}.items()}
+    params = {
+        f"axis.{k}": "[" + ", ".join(format_value(v) for v in values) + "]"
+        for k, values in {**study.grid, **study.zip}.items()
+    }
     if study.search is not None:
         for k, p in study.search.params.items():
             span = f"{p.choices}" if p.type == "categorical" else f"[{p.low}, {p.high}]{' log' if p.log else ''}"

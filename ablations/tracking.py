@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from filelock import FileLock
-
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
@@ -215,7 +214,9 @@ def retrying(call: Callable[[], T], what: str, timeout_s: float, pause_s: float 
         except Exception as exc:  # connection errors surface as several exception types
             left = deadline - time.monotonic()
             if refused(exc) or left <= 0:
-                raise TrackingError(f"could not {what} in MLflow within {timeout_s:g} s: {type(exc).__name__}: {exc}") from exc
+                raise TrackingError(
+                    f"could not {what} in MLflow within {timeout_s:g} s: {type(exc).__name__}: {exc}"
+                ) from exc
             time.sleep(min(pause_s, left))
             pause_s = min(2 * pause_s, MAX_PAUSE_S)
 

@@ -39,7 +39,9 @@ def median_ms(fn: Callable[[], object], calls: int = 7, warm_up: int = 2) -> flo
 
 def grads(g: torch.Tensor, x: torch.Tensor, w: torch.Tensor, stride: int, data: bool, weight: bool) -> tuple:
     """aten's convolution backward (what autograd calls) for a 3x3, padding-1 convolution."""
-    return ATEN.convolution_backward(g, x, w, None, [stride] * 2, [1, 1], [1, 1], False, [0, 0], 1, [data, weight, False])
+    return ATEN.convolution_backward(
+        g, x, w, None, [stride] * 2, [1, 1], [1, 1], False, [0, 0], 1, [data, weight, False]
+    )
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -58,12 +60,20 @@ def measure(cin: int, cout: int, px: int, stride: int) -> dict[str, float]:
     }
     if stride == 1:
         flipped = w.flip(2, 3).transpose(0, 1).contiguous(memory_format=cl)
-        row["data grad as forward"] = median_ms(lambda: F.conv2d(g, w.flip(2, 3).transpose(0, 1).contiguous(memory_format=cl), padding=1))
+        row["data grad as forward"] = median_ms(
+            lambda: F.conv2d(g, w.flip(2, 3).transpose(0, 1).contiguous(memory_format=cl), padding=1)
+        )
         row["as-forward error"] = relative_error(F.conv2d(g, flipped, padding=1), grads(g, x, w, 1, True, False)[0])
     fp32 = (g.float().contiguous(), x.float().contiguous(), w.float().contiguous())
-    row["weight grad fp32 NCHW"] = median_ms(lambda: grads(g.float().contiguous(), x.float().contiguous(), w.float().contiguous(), stride, False, True))
-    row["weight grad bf16 NCHW"] = median_ms(lambda: grads(g.contiguous(), x.contiguous(), w.contiguous(), stride, False, True))
-    row["weight grad fp32 channels_last"] = median_ms(lambda: grads(g.float(), x.float(), w.float(), stride, False, True))
+    row["weight grad fp32 NCHW"] = median_ms(
+        lambda: grads(g.float().contiguous(), x.float().contiguous(), w.float().contiguous(), stride, False, True)
+    )
+    row["weight grad bf16 NCHW"] = median_ms(
+        lambda: grads(g.contiguous(), x.contiguous(), w.contiguous(), stride, False, True)
+    )
+    row["weight grad fp32 channels_last"] = median_ms(
+        lambda: grads(g.float(), x.float(), w.float(), stride, False, True)
+    )
 
     def im2col() -> torch.Tensor:
         cols = F.unfold(x, 3, padding=1, stride=stride)  # (N, cin*9, L)

@@ -81,7 +81,10 @@ def case_config(case: str, args: argparse.Namespace, in_memory: Any) -> RunConfi
         data: dict[str, Any] = (
             {"source": "tarball", "root": str(args.tarball)}
             if args.tarball and args.tarball.exists()
-            else {"source": "synthetic", "synthetic": {"num_classes": 10, "train_size": args.images, "test_size": 64, "image_size": 32}}
+            else {
+                "source": "synthetic",
+                "synthetic": {"num_classes": 10, "train_size": args.images, "test_size": 64, "image_size": 32},
+            }
         )
         model = {"encoder": args.cifar_encoder, "cifar_stem": True}
         augment: dict[str, Any] = {"ops": ["crop", "color"], "color": {"strength": 0.5}}
@@ -115,7 +118,9 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
     result["load_and_store_build_s"] = round(time.perf_counter() - started, 1)
     mapped = Trainer(case_config(case, args, False))
     auto = Trainer(case_config(case, args, "auto"))
-    result["placement"] = {"true": memory.splits.placement, "false": mapped.splits.placement, "auto": auto.splits.placement}
+    result["placement"] = {
+        "true": memory.splits.placement, "false": mapped.splits.placement, "auto": auto.splits.placement
+    }
     result["images"] = int(memory.splits.pretrain.shape[0])
     result["image_shape"] = list(memory.splits.pretrain.shape[1:])
     result["numerics"] = memory.numerics.describe()
@@ -200,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare", type=int, default=3, help="batches compared bitwise")
     p.add_argument("--sync-steps", type=int, default=5)
     p.add_argument("--budget-gb", type=float, help="data.memory_budget_gb for the auto placement")
-    p.add_argument("--drop-caches", action="store_true", help="one more mapped round after dropping the page cache (root)")
+    p.add_argument("--drop-caches", action="store_true",
+                   help="one more mapped round after dropping the page cache (root)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes writing the JPEG tree")
     p.add_argument("--folder", type=Path, default=Path("/tmp/gpu_mapped_check"))
     p.add_argument("--json", type=Path)
@@ -215,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         "device": device_name(torch.device(args.device)),
         "torch": torch.__version__,
         "host_cpus": os.cpu_count(),
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
         "args": {k: str(v) for k, v in vars(args).items()},
         "cases": [],
     }
@@ -223,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         if case == "imagenet":
             started = time.perf_counter()
             make_tree_parallel(args.folder / "tree", args.images, args.size, args.workers)
-            print(f"[imagenet] JPEG tree of {args.images:,} images at {args.size} px in {time.perf_counter() - started:.1f} s", flush=True)
+            print(f"[imagenet] JPEG tree of {args.images:,} images at {args.size} px "
+                  f"in {time.perf_counter() - started:.1f} s", flush=True)
         out["cases"].append(run_case(case, args))
         if args.json:
             args.json.write_text(json.dumps(out, indent=2) + "\n")

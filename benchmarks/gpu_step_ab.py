@@ -75,7 +75,8 @@ def syncing_loss() -> Iterator[None]:
 
 def config(device: str, batch: int, images: int, compile_: bool | str) -> RunConfig:
     return RunConfig.model_validate({
-        "data": {"source": "synthetic", "synthetic": {"num_classes": 10, "train_size": images, "test_size": 64, "image_size": 32}},
+        "data": {"source": "synthetic",
+                 "synthetic": {"num_classes": 10, "train_size": images, "test_size": 64, "image_size": 32}},
         "model": {"encoder": "resnet18", "cifar_stem": True},
         "train": {"batch_size": batch, "device": device, "epochs": 1, "progress": False, "checkpoint": False,
                   "compile": compile_},

@@ -19,8 +19,8 @@ import collections
 import json
 import sys
 import warnings
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -40,7 +40,10 @@ def check_config(batch_size: int, steps: int, optimizer: str, device: str) -> "R
     images = (WARM_UP_STEPS + steps) * batch_size
     return RunConfig.model_validate(
         {
-            "data": {"source": "synthetic", "synthetic": {"num_classes": 10, "train_size": images, "test_size": 64, "image_size": 32}},
+            "data": {
+                "source": "synthetic",
+                "synthetic": {"num_classes": 10, "train_size": images, "test_size": 64, "image_size": 32},
+            },
             "augment": {"ops": ["crop", "color", "blur"]},
             "model": {"encoder": "resnet18", "cifar_stem": True},
             "optim": {"name": optimizer, "warmup_epochs": 1},

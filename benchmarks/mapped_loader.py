@@ -140,8 +140,8 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, float]:
             started = time.perf_counter()
             n = sum(v[0].shape[0] for v, _ in loader)
         elapsed = time.perf_counter() - started
-    return {"images_per_s": n / elapsed, "peak_anon_mb": peak.peak / 1e6, "above_imports_mb": (peak.peak - imported) / 1e6,
-            "imports_mb": imported / 1e6}
+    return {"images_per_s": n / elapsed, "peak_anon_mb": peak.peak / 1e6,
+            "above_imports_mb": (peak.peak - imported) / 1e6, "imports_mb": imported / 1e6}
 
 
 def main() -> None:
@@ -177,8 +177,10 @@ def main() -> None:
             done = subprocess.run([*child, "--run", name], capture_output=True, text=True, check=True)
             result = json.loads(done.stdout.strip().splitlines()[-1])
             results[name].append(result)
-            print(f"round {r + 1} {name:12s} {result['images_per_s']:8.1f} images/s  peak anon {result['peak_anon_mb']:7.1f} MB "
-                  f"({result['above_imports_mb']:+.1f} MB over the {result['imports_mb']:.0f} MB of imports)", file=sys.stderr)
+            print(f"round {r + 1} {name:12s} {result['images_per_s']:8.1f} images/s  "
+                  f"peak anon {result['peak_anon_mb']:7.1f} MB "
+                  f"({result['above_imports_mb']:+.1f} MB over the {result['imports_mb']:.0f} MB of imports)",
+                  file=sys.stderr)
     summary = {
         "images": args.images, "stored_side": args.size, "crop": args.crop, "batch": args.batch,
         "workers": args.workers, "jpeg_mb": jpeg_bytes / 1e6, "store_mb": store.pretrain.nbytes / 1e6,

@@ -1,14 +1,19 @@
 """1,000 ImageNet-like JPEGs (400-500 x 350-375, quality 90) in train/ (10 classes x 90) and val/ (10 x 10)."""
 import sys
 from pathlib import Path
+
 import numpy as np
 from PIL import Image
+
 
 def photo(rng, w, h):
     # a smooth random field (upsampled 12x9 colour grid) plus texture: ~110 KB, like ImageNet JPEGs
     small = rng.integers(0, 256, (9, 12, 3), dtype=np.uint8)
     img = np.asarray(Image.fromarray(small).resize((w, h), Image.BICUBIC), dtype=np.float32)
-    fine = np.asarray(Image.fromarray(rng.integers(0, 256, (h // 2, w // 2, 3), dtype=np.uint8)).resize((w, h), Image.BILINEAR), dtype=np.float32)
+    fine = np.asarray(
+        Image.fromarray(rng.integers(0, 256, (h // 2, w // 2, 3), dtype=np.uint8)).resize((w, h), Image.BILINEAR),
+        dtype=np.float32,
+    )
     img = 0.3 * img + 0.7 * fine + rng.normal(0, 12, (h, w, 3))
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 

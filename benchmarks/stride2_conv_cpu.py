@@ -47,7 +47,9 @@ def forward_backward_ms(conv: Conv, cin: int, cout: int, side: int, calls: int =
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(512, cin, side, side, generator=gen).contiguous(memory_format=torch.channels_last).requires_grad_()
     w = torch.randn(cout, cin, 3, 3, generator=gen, requires_grad=True)
-    grad = torch.randn(512, cout, side // 2, side // 2, generator=gen).bfloat16().contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(512, cout, side // 2, side // 2, generator=gen).bfloat16().contiguous(
+        memory_format=torch.channels_last
+    )
 
     def step() -> tuple[torch.Tensor, ...]:
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -61,7 +63,10 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(4, 8, 16, 16, generator=gen, dtype=torch.float64)
     w = torch.randn(12, 8, 3, 3, generator=gen, dtype=torch.float64)
-    print(f"identity, float64: max |native - space_to_depth| = {(native(x, w) - space_to_depth(x, w)).abs().max().item():.1e}")
+    print(
+        "identity, float64: max |native - space_to_depth| = "
+        f"{(native(x, w) - space_to_depth(x, w)).abs().max().item():.1e}"
+    )
     for cin, cout, side in SHAPES:
         for _ in range(2):
             a = forward_backward_ms(native, cin, cout, side)

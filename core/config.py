@@ -221,10 +221,17 @@ class ModelConfig(_Strict):
     head_hidden_dim: int | None = Field(None, ge=1, description="Hidden width; default = feature dim.")
     head_hidden_bn: bool = Field(
         True,
-        description="nonlinear only: BatchNorm after each hidden Linear (which then has no bias); false: Linear with bias, ReLU (solo-learn).",
+        description=(
+            "nonlinear only: BatchNorm after each hidden Linear (which then has no bias); "
+            "false: Linear with bias, ReLU (solo-learn)."
+        ),
     )
     head_layers: int = Field(
-        2, ge=2, description="nonlinear only: Linear layers of the head (2: Linear-BN-ReLU-Linear; each more adds Linear-BN-ReLU)."
+        2,
+        ge=2,
+        description=(
+            "nonlinear only: Linear layers of the head (2: Linear-BN-ReLU-Linear; each more adds Linear-BN-ReLU)."
+        ),
     )
     head_bn_out: Literal["none", "scale", "affine"] = Field(
         "none",
@@ -234,7 +241,8 @@ class ModelConfig(_Strict):
         ),
     )
     zero_init_residual: bool = Field(
-        False, description="Start the last BatchNorm scale of every residual block at 0 (google-research/simclr's ResNet)."
+        False,
+        description="Start the last BatchNorm scale of every residual block at 0 (google-research/simclr's ResNet).",
     )
 
     @model_validator(mode="after")
@@ -315,9 +323,14 @@ class TrainConfig(_Strict):
     device: str = Field("auto", description="auto (cuda if available), cpu, cuda, cuda:1, ...")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
-        description="auto: bf16 autocast where the device computes bf16 natively (CUDA; a CPU with AVX512_BF16 or AMX), else fp32.",
+        description=(
+            "auto: bf16 autocast where the device computes bf16 natively (CUDA; a CPU with AVX512_BF16 or AMX), "
+            "else fp32."
+        ),
     )
-    channels_last: bool | None = Field(None, description="Default: on for CUDA and for a CPU under bf16; NCHW for fp32 on CPU.")
+    channels_last: bool | None = Field(
+        None, description="Default: on for CUDA and for a CPU under bf16; NCHW for fp32 on CPU."
+    )
     compile: bool | CompileMode = Field(
         False,
         description=(

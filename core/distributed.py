@@ -184,7 +184,9 @@ def convert_global_bn(module: nn.Module, device_type: str) -> nn.Module:
     if device_type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, CrossRankBatchNorm):
-        bn = CrossRankBatchNorm(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        bn = CrossRankBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
         bn.load_state_dict(module.state_dict())
         if module.affine:  # a frozen parameter (the head's output BN without shift) stays frozen
             bn.weight.requires_grad_(module.weight.requires_grad)

@@ -69,7 +69,9 @@ class _TFCrop:
         draws = torch.rand((1, TF_ATTEMPTS, 2), dtype=torch.float64)
         offsets = torch.rand((1, 2), dtype=torch.float64)
         top, left, h, w = (int(v) for v in tf_crop_box(height, width, self.crop.scale, self.crop.ratio, draws, offsets))
-        return v2.functional.resized_crop(image, top, left, h, w, [self.out, self.out], self.interpolation, antialias=True)
+        return v2.functional.resized_crop(
+            image, top, left, h, w, [self.out, self.out], self.interpolation, antialias=True
+        )
 
     def __repr__(self) -> str:
         return f"TFCrop({self.out}, {self.interpolation.value})"

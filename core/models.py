@@ -31,7 +31,9 @@ class _GlobalAvgPoolFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         ctx.shape = x.shape
-        ctx.channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        ctx.channels_last = (
+            x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        )
         return F.adaptive_avg_pool2d(x, 1)
 
     @staticmethod

@@ -65,7 +65,9 @@ class LARS(torch.optim.Optimizer):
             raise ValueError(f"invalid weight_decay {weight_decay}")
         if eta <= 0:
             raise ValueError(f"invalid eta {eta}")
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_adapt=lars_adapt, clip_lr=clip_lr)
+        defaults = dict(
+            lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_adapt=lars_adapt, clip_lr=clip_lr
+        )
         super().__init__(params, defaults)
 
     @torch.no_grad()

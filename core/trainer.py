@@ -32,8 +32,8 @@ from core import checkpoint, distributed
 from core.augment import TwoViews
 from core.config import PLACEMENT_ONLY, RunConfig, torch_compile_mode
 from core.data import ImageSplits, MappedImages, load_dataset
-from core.loaders import TorchvisionLoader, batched_epoch, mapped_epoch
 from core.evaluate import Accuracy, evaluate_encoder
+from core.loaders import TorchvisionLoader, batched_epoch, mapped_epoch
 from core.losses import contrastive_accuracy, loss_from_config
 from core.models import SimCLRModel
 from core.numerics import device_name, resolve_numerics
@@ -198,7 +198,11 @@ class Trainer:
 
         ids = [self.device.index] if self.device.type == "cuda" else None
         # newer torch renamed broadcast_buffers (and warns about the old name)
-        sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters else "broadcast_buffers"
+        sync = (
+            "forward_sync_buffers"
+            if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+            else "broadcast_buffers"
+        )
         return DistributedDataParallel(model, device_ids=ids, **{sync: not self.sync_bn})
 
     def _build_model(self) -> SimCLRModel:
@@ -455,8 +459,12 @@ class Trainer:
             for epoch in range(self.start_epoch, epochs):
                 metrics = self._run_epoch(epoch, bar)
                 if self._knn_due(epoch):
-                    metrics.update({a.name: a.value for a in self._evaluate_on_main(linear=False) if a.name == "knn_top1"})
-                bar.set_postfix(epoch=epoch + 1, loss=f"{metrics['loss']:.4f}", img_s=f"{metrics['images_per_sec']:.0f}")
+                    metrics.update(
+                        {a.name: a.value for a in self._evaluate_on_main(linear=False) if a.name == "knn_top1"}
+                    )
+                bar.set_postfix(
+                    epoch=epoch + 1, loss=f"{metrics['loss']:.4f}", img_s=f"{metrics['images_per_sec']:.0f}"
+                )
                 self.history.append({"epoch": epoch + 1, **metrics})
                 self._call_back("on_epoch_end", epoch + 1, metrics)
                 self.save_checkpoint(epoch)

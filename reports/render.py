@@ -238,7 +238,8 @@ def html_page(name: str, rep: KindReport, info: StudyInfo, metric: str, command:
     out.append("<h2>Per point</h2>" + summary.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.2f}"))
     out.append("<h2>How it was made</h2>")
     out.append(f"<p>Command line:</p><pre>{_esc(command)}</pre>")
-    out.append("<table>" + "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in env.items()) + "</table>")
+    out.append("<table>" + "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in env.items())
+               + "</table>")
     out.append(f"<p>Study file <a href='{_esc(info.file_name)}'>{_esc(info.file_name)}</a>:</p>"
                f"<pre>{_esc(info.text or '(not recorded)')}</pre>")
     out.append("</body></html>")
@@ -261,7 +262,8 @@ def markdown_page(name: str, rep: KindReport, info: StudyInfo, metric: str, comm
         out += [f"- **{v.verdict}**: {v.claim} — {v.detail}" for v in rep.verdicts]
         out.append("")
     if len(failed):
-        out += ["### Failed trials", ""] + [f"- trial {int(r['trial'])}: {r['failure_reason']}" for _, r in failed.iterrows()] + [""]
+        out += (["### Failed trials", ""]
+                + [f"- trial {int(r['trial'])}: {r['failure_reason']}" for _, r in failed.iterrows()] + [""])
     if figures:
         out += ["## Figures", ""] + [f"![{caption}](figures/{stem}.png)\n\n{caption}\n" for stem, caption in figures]
     for title, frame in rep.extra_tables.items():
@@ -270,7 +272,8 @@ def markdown_page(name: str, rep: KindReport, info: StudyInfo, metric: str, comm
         out += ["## Per point", "", summary.to_markdown(index=False, floatfmt=".2f"), ""]
     out += ["## How it was made", "", "```", command, "```", "", "| | |", "| --- | --- |"]
     out += [f"| {k} | {v} |" for k, v in env.items()]
-    out += ["", f"Study file: [{info.file_name}]({info.file_name}); every trial: [tables/trials.csv](tables/trials.csv).", ""]
+    out += ["", f"Study file: [{info.file_name}]({info.file_name}); "
+            "every trial: [tables/trials.csv](tables/trials.csv).", ""]
     return "\n".join(out)
 
 

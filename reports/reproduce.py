@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Print (or write into a README) the table of the paper's claims judged by the committed reports.",
     )
     parser.add_argument("root", type=Path, help="folder of report folders, e.g. results/cpu")
-    parser.add_argument("--write", type=Path, metavar="README", help="replace the section between the markers in this file")
+    parser.add_argument("--write", type=Path, metavar="README",
+                        help="replace the section between the markers in this file")
     args = parser.parse_args(argv)
     if not args.root.is_dir():
         print(f"error: {args.root}: not a folder of report folders", file=sys.stderr)

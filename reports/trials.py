@@ -59,7 +59,9 @@ def load_trials(tracking_uri: str, study_name: str) -> pd.DataFrame:
     rows = []
     for run in runs:
         tags = run.data.tags
-        row: dict[str, Any] = {k[len("axis.") :]: axis_text(_decode(v)) for k, v in tags.items() if k.startswith("axis.")}
+        row: dict[str, Any] = {
+            k[len("axis.") :]: axis_text(_decode(v)) for k, v in tags.items() if k.startswith("axis.")
+        }
         row.update(
             seed=int(tags.get("seed", 0)),
             status=run.info.status,
@@ -107,7 +109,8 @@ def read_trials_csv(path: Path | str) -> pd.DataFrame:
     empty columns are restored cell by cell, the text columns stay text, an empty cell of a text
     column is ``""`` and of any other column NaN, and floats are read back to the last bit.
     """
-    exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}  # exact by default from 3
+    # exact by default from 3
+    exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
     df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={c: str for c in STRING_COLUMNS}, **exact)
     for col in df.columns:
         if col in STRING_COLUMNS:

@@ -21,7 +21,16 @@ from core.augment import (
     blur_kernel_size,
     build_transform,
 )
-from core.config import TRANSFORMS, AugmentConfig, BlurConfig, ColorConfig, CropConfig, CutoutConfig, NoiseConfig, RotateConfig
+from core.config import (
+    TRANSFORMS,
+    AugmentConfig,
+    BlurConfig,
+    ColorConfig,
+    CropConfig,
+    CutoutConfig,
+    NoiseConfig,
+    RotateConfig,
+)
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -33,7 +33,9 @@ def test_bench_runs_and_writes_every_field(tmp_path, capsys):
     printed = capsys.readouterr().out
     r = json.loads(out.read_text())
 
-    assert {"date", "command", "quick", "device", "versions", "augmentation", "end_to_end", "peak_memory", "wall_s", "notes"} <= r.keys()
+    assert {
+        "date", "command", "quick", "device", "versions", "augmentation", "end_to_end", "peak_memory", "wall_s", "notes"
+    } <= r.keys()
     assert {"type", "name", "cpu_count", "torch_threads"} <= r["device"].keys()
     assert {"python", "torch", "torchvision", "kornia", "numpy"} <= r["versions"].keys()
     assert [a["image_size"] for a in r["augmentation"]] == [16, 24]
@@ -52,7 +54,9 @@ def test_bench_runs_and_writes_every_field(tmp_path, capsys):
         else:
             assert a["kornia_images_per_s"] > 0 and a["kornia_speedup"].endswith("x")
     e = r["end_to_end"]
-    assert {"data", "model", "epoch_images", "steps_per_epoch", "batch_size", "precision", "rows", "profile"} <= e.keys()
+    assert {
+        "data", "model", "epoch_images", "steps_per_epoch", "batch_size", "precision", "rows", "profile"
+    } <= e.keys()
     assert "synthetic" in e["data"]
     assert len(e["rows"]) == 3
     for row in e["rows"]:
@@ -62,7 +66,10 @@ def test_bench_runs_and_writes_every_field(tmp_path, capsys):
     assert e["profile"] and {"op", "self_cpu_ms", "percent", "calls"} <= e["profile"][0].keys()
     assert {"process_max_rss_mb", "cuda_max_allocated_mb"} <= r["peak_memory"].keys()
     # the table carries the speed-ups on their rows
-    assert "batched core.augment (ours)" in printed and "(rounds " in printed and "(c) model only" in printed and "x vs (b)" in printed
+    assert (
+        "batched core.augment (ours)" in printed and "(rounds " in printed and "(c) model only" in printed
+        and "x vs (b)" in printed
+    )
 
 
 

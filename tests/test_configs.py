@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 from pathlib import Path
 
 import pytest
-
-import importlib
-import pkgutil
 
 import ablations
 from ablations.data_option import data_overrides
@@ -33,7 +32,9 @@ def test_shipped_run_config_validates(path):
 def test_the_readme_cpu_run_is_the_shipped_small_config():
     # the README gives the measured CPU run as --set options; the file must be the same run
     readme = (REPO / "README.md").read_text()
-    command = readme.split("python -m ablations train --data ../shared/data/cifar10-jpeg.tar.gz --set", 1)[1].split("```", 1)[0]
+    command = readme.split(
+        "python -m ablations train --data ../shared/data/cifar10-jpeg.tar.gz --set", 1
+    )[1].split("```", 1)[0]
     pairs = dict(re.findall(r"--set (\S+?)=(\S+)", "--set" + command))
     tarball = Path("../shared/data/cifar10-jpeg.tar.gz")
     as_set = load_run_config(None, data_overrides(tarball, pairs, "cifar10", False))
@@ -44,7 +45,11 @@ def test_the_readme_cpu_run_is_the_shipped_small_config():
 
 
 def test_every_file_named_in_the_cli_help_exists():
-    modules = [importlib.import_module(f"ablations.{m.name}") for m in pkgutil.iter_modules(ablations.__path__) if m.name != "__main__"]
+    modules = [
+        importlib.import_module(f"ablations.{m.name}")
+        for m in pkgutil.iter_modules(ablations.__path__)
+        if m.name != "__main__"
+    ]
     texts = [
         text
         for module in modules

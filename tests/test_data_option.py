@@ -12,8 +12,8 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from ablations.commands.study import _load
 from ablations.data_option import DATA_ENV, data_overrides, source_for
-from ablations.study_commands import _load
 from ablations.yamlfile import ConfigFileError
 from tests.test_engine import REPO, TINY, cli, trial_runs, write_study
 
@@ -50,7 +50,8 @@ def test_data_and_a_set_of_the_root_clash(tmp_path):
 
 
 def _args(study: Path, data: Path | None = None, *sets: str) -> argparse.Namespace:
-    return argparse.Namespace(study=study, overrides=list(sets), scale="quick" if "quickstart" not in study.name else None, data=data)
+    return argparse.Namespace(study=study, overrides=list(sets),
+                              scale="quick" if "quickstart" not in study.name else None, data=data)
 
 
 def test_the_environment_variable_serves_every_study_that_names_no_data(tmp_path, monkeypatch):
@@ -102,7 +103,8 @@ def test_offline_without_data_exits_2_in_one_line_and_writes_nothing(tmp_path):
     env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", DATA_ENV.lower())}
     env.update(HOME=str(home), PYTHONPATH=str(REPO), OMP_NUM_THREADS="1",
                http_proxy=dead, https_proxy=dead, HTTP_PROXY=dead, HTTPS_PROXY=dead)
-    out = subprocess.run([sys.executable, "-m", "ablations", "run", str(STUDIES / "temperature.yaml"), "--scale", "quick"],
+    out = subprocess.run([sys.executable, "-m", "ablations", "run", str(STUDIES / "temperature.yaml"),
+                          "--scale", "quick"],
                          cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2, out.stderr
     line = out.stderr.strip()
@@ -125,7 +127,9 @@ def test_a_device_the_machine_lacks_exits_2_and_writes_nothing(tmp_path):
 
 def test_a_data_folder_without_images_exits_2_and_writes_nothing(tmp_path):
     (tmp_path / "empty").mkdir()
-    (tmp_path / "s.yaml").write_text(TINY.format(epochs=1).replace("source: synthetic,", "source: imagefolder, root: empty,"))
+    (tmp_path / "s.yaml").write_text(
+        TINY.format(epochs=1).replace("source: synthetic,", "source: imagefolder, root: empty,")
+    )
     out = cli(tmp_path, "run", str(tmp_path / "s.yaml"))
     assert out.returncode == 2 and "empty" in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1

@@ -55,7 +55,11 @@ def _bn_single() -> dict:
     z1, z2 = model(torch.cat([x1, x2])).chunk(2)
     loss = nt_xent(z1, z2, temperature=0.3)
     loss.backward()
-    return {"loss": loss.item(), "grads": [p.grad.clone() for p in model.parameters()], "buffers": [b.clone() for b in model.buffers()]}
+    return {
+        "loss": loss.item(),
+        "grads": [p.grad.clone() for p in model.parameters()],
+        "buffers": [b.clone() for b in model.buffers()],
+    }
 
 
 def _global_bn_rank(rank: int, info: DistInfo) -> dict:

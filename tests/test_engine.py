@@ -19,12 +19,11 @@ import optuna
 import pandas as pd
 import pytest
 import torch
-
-from core import checkpoint
-from core.numerics import device_name, resolve_numerics
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
+from core import checkpoint
+from core.numerics import device_name, resolve_numerics
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +56,9 @@ def cli(folder: Path, *args: str, timeout: float = 300) -> subprocess.CompletedP
     )
 
 
-def popen(folder: Path, *args: str, log: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def popen(
+    folder: Path, *args: str, log: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """The CLI in the background; its output goes to a pipe, or to ``log`` (a pipe nobody reads can fill up)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.Popen(

@@ -15,7 +15,8 @@ from core.config import RunConfig
 from core.trainer import Trainer
 if sys.argv[1] == "kept":
     print(keep_freed_memory())
-cfg = {"data": {"source": "synthetic", "synthetic": {"num_classes": 4, "train_size": 1536, "test_size": 8, "image_size": 32}},
+cfg = {"data": {"source": "synthetic",
+                "synthetic": {"num_classes": 4, "train_size": 1536, "test_size": 8, "image_size": 32}},
        "model": {"encoder": "resnet_small", "width": 16},
        "train": {"batch_size": 256, "device": "cpu", "progress": False, "checkpoint": False, "epochs": 1,
                  "precision": "fp32", "channels_last": False}}

@@ -60,8 +60,8 @@ def test_an_imagenet_study_runs_at_the_quick_scale_on_a_tree(tmp_path):
     tree = tmp_path / "imagenet"
     _tree(tree)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HOME": str(tmp_path / "home")}  # a fresh data cache
-    run = subprocess.run([sys.executable, "-m", "ablations", "run", str(FOLDER / "color_strength.yaml"), "--scale", "quick",
-                          "--data", str(tree), "--max-trials", "2", "--no-progress"],
+    run = subprocess.run([sys.executable, "-m", "ablations", "run", str(FOLDER / "color_strength.yaml"),
+                          "--scale", "quick", "--data", str(tree), "--max-trials", "2", "--no-progress"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "this run: 2 trials finished, 0 failed" in run.stdout

@@ -74,7 +74,9 @@ class Recorded:
         return wrapped
 
     def values(self, name: str, key: str) -> torch.Tensor:
-        return torch.tensor([float(p[key][0] if isinstance(p[key], (list, tuple)) else p[key]) for p in self.calls[name]])
+        return torch.tensor(
+            [float(p[key][0] if isinstance(p[key], (list, tuple)) else p[key]) for p in self.calls[name]]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +118,9 @@ def test_color_jitter_factors_rates_and_order(cfg, torchvision_params):
     # the order of the four adjustments: which one comes first is uniform in both
     tv_first = torch.tensor([int(c["fn_idx"][0]) for c in tv.calls["ColorJitter"]])
     for op in range(4):
-        assert_same_rate(int((p["order"][:, 0] == op).sum()), N_BATCHED, int((tv_first == op).sum()), jittered, f"op {op} first")
+        assert_same_rate(
+            int((p["order"][:, 0] == op).sum()), N_BATCHED, int((tv_first == op).sum()), jittered, f"op {op} first"
+        )
     grays = len(tv.calls["RandomGrayscale"])
     assert_same_rate(int(p["grayscale"].sum()), N_BATCHED, grays, tv.n, "grayscale rate")
 
@@ -142,7 +146,9 @@ def test_the_test_detects_a_different_distribution(cfg):
 def test_torchvision_views_keep_shape_range_and_modes():
     images = torch.randint(0, 256, (3, SIZE, SIZE), dtype=torch.uint8)
     for mode in ("symmetric", "asymmetric"):
-        views = TorchvisionViews(AugmentConfig(ops=["crop", "color", "cutout", "noise", "rotate", "blur", "sobel"], mode=mode), SIZE)
+        views = TorchvisionViews(
+            AugmentConfig(ops=["crop", "color", "cutout", "noise", "rotate", "blur", "sobel"], mode=mode), SIZE
+        )
         v1, v2_ = views(images)
         for v in (v1, v2_):
             assert v.shape == (3, SIZE, SIZE) and v.dtype == torch.float32
@@ -180,15 +186,27 @@ def test_trainer_runs_with_the_torchvision_loader(tmp_path):
 
     config = RunConfig.model_validate(
         {
-            "data": {"source": "synthetic", "synthetic": {"num_classes": 4, "train_size": 128, "test_size": 64, "image_size": 16}},
+            "data": {
+                "source": "synthetic",
+                "synthetic": {"num_classes": 4, "train_size": 128, "test_size": 64, "image_size": 16},
+            },
             "model": {"encoder": "resnet_small", "width": 8, "head_dim": 32},
             "optim": {"name": "adam", "lr": 1e-3, "lr_scaling": "none", "warmup_epochs": 0},
-            "train": {"epochs": 2, "batch_size": 32, "seed": 1, "progress": False, "loader": "torchvision", "loader_workers": 1},
+            "train": {
+                "epochs": 2,
+                "batch_size": 32,
+                "seed": 1,
+                "progress": False,
+                "loader": "torchvision",
+                "loader_workers": 1,
+            },
             "eval": {"knn_k": 5, "linear": False, "batch_size": 64},
         }
     )
     result = Trainer(config, tmp_path).fit()
     assert len(result.history) == 2 and all(math.isfinite(h["loss"]) for h in result.history)
     # resuming the finished run with another worker count is allowed (the views do not depend on it)
-    resumed = Trainer(config.model_copy(update={"train": config.train.model_copy(update={"loader_workers": 0})}), tmp_path)
+    resumed = Trainer(
+        config.model_copy(update={"train": config.train.model_copy(update={"loader_workers": 0})}), tmp_path
+    )
     assert resumed.try_resume() and resumed.start_epoch == 2

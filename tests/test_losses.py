@@ -107,7 +107,9 @@ def test_losses_equal_reference_on_random_inputs(random_pair, kind, normalize, o
 def test_nt_xent_identical_pairs_orthogonal_negatives(n, tau):
     e = torch.eye(n, 8)
     # positive similarity 1, all 2n-2 negatives 0: loss = log(1 + (2n-2) e^{-1/tau})
-    assert nt_xent(e, e, temperature=tau).item() == pytest.approx(math.log(1 + (2 * n - 2) * math.exp(-1 / tau)), rel=1e-5, abs=1e-6)
+    assert nt_xent(e, e, temperature=tau).item() == pytest.approx(
+        math.log(1 + (2 * n - 2) * math.exp(-1 / tau)), rel=1e-5, abs=1e-6
+    )
     # one view of negatives: n-1 of them
     got = nt_xent(e, e, temperature=tau, negatives="one_view").item()
     assert got == pytest.approx(math.log(1 + (n - 1) * math.exp(-1 / tau)), rel=1e-5, abs=1e-6)

@@ -86,7 +86,9 @@ def test_a_mapped_store_holds_the_same_images_and_subsets_are_index_arrays(tmp_p
         assert view.parts[0].shape[0] == (40 if name == "train_images" else 12)
         assert _mapped_from(view.parts[0], _entry(cfg) / f"{name}.npy")
         assert torch.equal(_all(view), getattr(memory, name))
-    assert torch.equal(mapped_.train_labels, memory.train_labels) and torch.equal(mapped_.test_labels, memory.test_labels)
+    assert torch.equal(mapped_.train_labels, memory.train_labels) and torch.equal(
+        mapped_.test_labels, memory.test_labels
+    )
     assert mapped_.pretrain is mapped_.train_images and mapped_.classes == memory.classes == ["a", "b", "c", "d"]
 
 
@@ -171,7 +173,9 @@ def test_synthetic_data_is_stored_once_and_mapped_when_asked(tmp_path, hashes):
     assert isinstance(first.train_images, MappedImages) and hashes == []  # saved and hashed by cache.save
     again = load_dataset(cfg.model_copy(update={"in_memory": False}), seed=4)
     other_seed = load_dataset(cfg.model_copy(update={"in_memory": False}), seed=5)
-    assert torch.equal(_all(first.train_images), memory.train_images) and torch.equal(_all(again.test_images), memory.test_images)
+    assert torch.equal(_all(first.train_images), memory.train_images) and torch.equal(
+        _all(again.test_images), memory.test_images
+    )
     assert not torch.equal(_all(other_seed.train_images), memory.train_images)
     assert len(list((tmp_path / "cache").iterdir())) == 2 and hashes == []
 
@@ -184,7 +188,9 @@ def test_auto_maps_a_store_over_the_budget_and_reads_one_within_it(tmp_path):
     over = load_dataset(cfg.model_copy(update={"memory_budget_gb": 9e-6}))
     within = load_dataset(cfg.model_copy(update={"memory_budget_gb": 1e-5}))
     assert isinstance(over.train_images, MappedImages) and isinstance(within.train_images, torch.Tensor)
-    assert over.placement == "memory-mapped (auto: 0.00 GB of images over the 0.0 GB budget, data.memory_budget_gb 9e-06)"
+    assert over.placement == (
+        "memory-mapped (auto: 0.00 GB of images over the 0.0 GB budget, data.memory_budget_gb 9e-06)"
+    )
     assert within.placement.startswith("in memory (auto: ") and "within" in within.placement
 
 
@@ -269,7 +275,9 @@ def test_prefetch_yields_the_batches_in_order_and_stops_when_left_early():
 
 def test_a_read_error_reaches_the_consumer_at_its_batch():
     a, _ = _parts()
-    reader = Prefetcher(MappedImages([a]), [torch.tensor([0]), torch.tensor([99]), torch.tensor([1])], torch.device("cpu"))
+    reader = Prefetcher(
+        MappedImages([a]), [torch.tensor([0]), torch.tensor([99]), torch.tensor([1])], torch.device("cpu")
+    )
     batches = iter(reader)
     assert torch.equal(next(batches), a[[0]])
     with pytest.raises(IndexError, match="out of range"):

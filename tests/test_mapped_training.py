@@ -39,7 +39,9 @@ def test_memory_mapped_training_is_the_in_memory_run_exactly(tmp_path):
     runs = {}
     for in_memory in (True, False):
         rec = Recorder()
-        result = train(exact_config(tmp_path, in_memory, **{"train.epochs": 2}), tmp_path / str(in_memory), callbacks=[rec])
+        result = train(
+            exact_config(tmp_path, in_memory, **{"train.epochs": 2}), tmp_path / str(in_memory), callbacks=[rec]
+        )
         runs[in_memory] = (result, _steps(rec))
     (memory, memory_steps), (mapped, mapped_steps) = runs[True], runs[False]
     assert len(mapped_steps) == 4 and mapped_steps == memory_steps
@@ -112,7 +114,9 @@ def test_each_rank_reads_only_its_slice_of_every_global_batch(world):
         gens = [torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)]
         views = list(mapped_epoch(spy, TwoViews(cfg), batch, *gens, torch.device("cpu"), part=part))
         per_rank = batch // world
-        want = [order[i * batch + rank * per_rank : i * batch + (rank + 1) * per_rank].tolist() for i in range(70 // batch)]
+        want = [
+            order[i * batch + rank * per_rank : i * batch + (rank + 1) * per_rank].tolist() for i in range(70 // batch)
+        ]
         assert spy.reads == want  # this rank's rows of each of the 4 global batches, nothing else
         assert spy.reads == [rank_rows(order, i, batch, part).tolist() for i in range(4)]
         reads.append(spy.reads)
@@ -197,7 +201,8 @@ def test_memory_mapped_training_peaks_far_lower_in_anonymous_memory(tmp_path):
                       "channels_last": False, "progress": False, "checkpoint": False},
         }
         done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, json.dumps(config)], cwd=REPO, capture_output=True,
-                              text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+                              text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
         assert done.returncode == 0, done.stderr
         peaks[in_memory] = json.loads(done.stdout.strip().splitlines()[-1])
     print(f"store {store_bytes / 1e6:.0f} MB; peak RssAnon in memory {peaks[True]['RssAnon'] / 1e6:.0f} MB, "

@@ -79,7 +79,9 @@ def test_encoders_pool_with_a_layout_keeping_backward_and_no_new_weights(encoder
     net = net.to(memory_format=torch.channels_last)
 
     def nchw_relu_gradient(func, args, kwargs, out) -> bool:
-        return func is torch.ops.aten.threshold_backward.default and not args[0].is_contiguous(memory_format=torch.channels_last)
+        return func is torch.ops.aten.threshold_backward.default and not args[0].is_contiguous(
+            memory_format=torch.channels_last
+        )
 
     out = net(x)
     with RecordOps(nchw_relu_gradient) as mode:

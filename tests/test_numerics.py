@@ -109,4 +109,7 @@ def test_a_resume_warns_only_when_the_numerics_differ(monkeypatch, tmp_path, cap
     assert "was written under" not in capsys.readouterr().err
     monkeypatch.setattr(numerics, "cpu_bf16_support", lambda: None)  # a machine without bf16: fp32
     assert Trainer(config, tmp_path).try_resume()
-    assert "was written under bf16 autocast, channels_last (auto: CPU has AVX512_BF16); continuing under fp32" in capsys.readouterr().err
+    assert (
+        "was written under bf16 autocast, channels_last (auto: CPU has AVX512_BF16); continuing under fp32"
+        in capsys.readouterr().err
+    )

@@ -11,7 +11,13 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from ablations.optuna_access import (
-    live_trial, storage_of, storage_url, stored_trial, study_id_of, trial_id_of, trials_of,
+    live_trial,
+    storage_of,
+    storage_url,
+    stored_trial,
+    study_id_of,
+    trial_id_of,
+    trials_of,
 )
 
 

@@ -40,7 +40,9 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 @pytest.fixture
 def postgres():
-    pytest.importorskip("psycopg", reason="psycopg (the PostgreSQL driver, in the project's test extra) is not installed")
+    pytest.importorskip(
+        "psycopg", reason="psycopg (the PostgreSQL driver, in the project's test extra) is not installed"
+    )
     initdb, pg_ctl = _pg_tool("initdb"), _pg_tool("pg_ctl")
     if not initdb or not pg_ctl:
         pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
@@ -95,7 +97,9 @@ def test_two_workers_share_a_study_through_postgresql(tmp_path, postgres, mlflow
 
 
 def _experiment_id(base: str, name: str) -> str:
-    with urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name={name}", timeout=10) as r:
+    with urllib.request.urlopen(
+        f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name={name}", timeout=10
+    ) as r:
         return str(json.loads(r.read())["experiment"]["experiment_id"])
 
 

@@ -10,7 +10,9 @@ from ablations.pruning import PruningCallback, pruned_epoch
 
 def _trial_pruned_after(first_value: float) -> optuna.Trial:
     """A real Optuna trial in memory whose median pruner has one finished trial scoring ``first_value``."""
-    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+    )
     done = study.ask()
     for epoch in range(1, 4):
         done.report(first_value, epoch)

@@ -23,7 +23,10 @@ def _tracked_files() -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="needs the git checkout to copy its tracked files")
+@pytest.mark.skipif(
+    shutil.which("git") is None or not (REPO / ".git").exists(),
+    reason="needs the git checkout to copy its tracked files",
+)
 def test_quickstart_runs_on_a_fresh_clone_without_shared_data(tmp_path):
     clone = tmp_path / "clone"  # tmp_path has no shared/ folder, so ../shared does not exist
     for rel in _tracked_files():
@@ -63,7 +66,9 @@ def test_the_shipped_subset_is_the_seeded_draw_from_full_cifar10(tmp_path):
     from core.config import DataConfig
     from core.data import load_dataset
 
-    spec = importlib.util.spec_from_file_location("make_quickstart_subset", REPO / "studies/data/make_quickstart_subset.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_quickstart_subset", REPO / "studies/data/make_quickstart_subset.py"
+    )
     assert spec is not None and spec.loader is not None
     maker = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(maker)
@@ -73,7 +78,9 @@ def test_the_shipped_subset_is_the_seeded_draw_from_full_cifar10(tmp_path):
     assert rebuilt.read_bytes() == shipped.read_bytes()
 
     cache = tmp_path / "cache"
-    drawn = load_dataset(DataConfig(source="tarball", root=FULL_CIFAR, subset=4000, test_subset=2000, cache_dir=cache), seed=0)
+    drawn = load_dataset(
+        DataConfig(source="tarball", root=FULL_CIFAR, subset=4000, test_subset=2000, cache_dir=cache), seed=0
+    )
     whole = load_dataset(DataConfig(source="tarball", root=shipped, cache_dir=cache), seed=0)
     for a, b in ((drawn.pretrain, whole.pretrain), (drawn.train_labels, whole.train_labels),
                  (drawn.test_images, whole.test_images), (drawn.test_labels, whole.test_labels)):

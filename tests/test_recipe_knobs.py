@@ -83,7 +83,8 @@ def test_zero_init_residual_makes_every_block_start_as_its_shortcut(encoder):
     shortcut = block.downsample(x) if block.downsample is not None else x
     torch.testing.assert_close(block(x), F.relu(shortcut))
     default = SimCLRModel(ModelConfig(encoder=encoder, width=4), in_channels=3).encoder
-    lasts = [(b.bn3 if hasattr(b, "bn3") else b.bn2) for b in default.modules() if type(b).__name__ in ("BasicBlock", "Bottleneck")]
+    lasts = [(b.bn3 if hasattr(b, "bn3") else b.bn2) for b in default.modules()
+             if type(b).__name__ in ("BasicBlock", "Bottleneck")]
     assert all(torch.all(bn.weight == 1) for bn in lasts)
 
 
@@ -105,7 +106,8 @@ def _official_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) ->
 
 def test_sum_directions_is_the_official_objective_and_mean_is_half_of_it():
     gen = torch.Generator().manual_seed(3)
-    z1, z2 = torch.randn(6, 4, generator=gen, dtype=torch.float64), torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    z1, z2 = (torch.randn(6, 4, generator=gen, dtype=torch.float64),
+              torch.randn(6, 4, generator=gen, dtype=torch.float64))
     official = _official_nt_xent(z1, z2, 0.5)
     summed = loss_from_config(LossConfig(temperature=0.5, reduction="sum_directions"), z1, z2)
     mean = loss_from_config(LossConfig(temperature=0.5), z1, z2)
@@ -248,12 +250,15 @@ def test_official_linear_protocol_trains_on_fresh_crops_without_standardising():
     assert "not standardized" in got[0].protocol and "augmented training images" in got[0].protocol
     cfg_long = EvalConfig(linear_protocol="official", linear_epochs=20, linear_batch_size=16, linear_lr=25.6)
     results = {a.name: a for a in evaluate_encoder(_MeanPool(), train, y_train, test, y_test, 2, cfg_long,
-                                                   device=torch.device("cpu"), generator=torch.Generator().manual_seed(2),
+                                                   device=torch.device("cpu"),
+                                                   generator=torch.Generator().manual_seed(2),
                                                    linear=True, crop=CropConfig(scale=(0.3, 1.0)))}
-    assert results["linear_top1"].value >= 87.5 and "crop (torchvision sampler, bilinear)" in results["linear_top1"].protocol
+    assert (results["linear_top1"].value >= 87.5
+            and "crop (torchvision sampler, bilinear)" in results["linear_top1"].protocol)
     offline = {a.name: a for a in evaluate_encoder(_MeanPool(), train, y_train, test, y_test, 2,
                                                   EvalConfig(linear_epochs=20, linear_batch_size=16, linear_lr=25.6),
-                                                  device=torch.device("cpu"), generator=torch.Generator().manual_seed(2),
+                                                  device=torch.device("cpu"),
+                                                  generator=torch.Generator().manual_seed(2),
                                                   linear=True)}
     assert "standardized with train mean/std" in offline["linear_top1"].protocol
 

@@ -50,7 +50,8 @@ V2 = {**V1, "optim.weight_decay": 1e-4}  # google-research/simclr@383d414 README
 CODE = {  # what both official codes do beyond the command's flags
     "model.head_bn_out": "scale",            # last head layer: BN with center=False (no shift), scale on
     "model.zero_init_residual": True,        # init_zero=True on every block's last BN
-    "augment.crop.sampler": "tf",            # distorted_bounding_box_crop(min_object_covered=0.1, ..., max_attempts=100)
+    # distorted_bounding_box_crop(min_object_covered=0.1, ..., max_attempts=100)
+    "augment.crop.sampler": "tf",
     "augment.crop.interpolation": "bicubic",  # tf.image.resize_bicubic
     "loss.reduction": "sum_directions",      # loss = loss_a + loss_b
     "eval.linear_protocol": "official",      # finetune mode: crop + flip, frozen BN, no standardisation
@@ -221,7 +222,9 @@ def test_a_bad_recipe_axis_is_refused_at_its_line(tmp_path):
 
 # ------------------------------------------------------------------- the commands, as a user runs them
 def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ablations", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ablations", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 def test_recipes_lists_each_with_its_source_and_shows_one():

@@ -9,13 +9,13 @@ tiny synthetic study of tests/test_engine.py.
 from __future__ import annotations
 
 import json
-from functools import partial
 import logging
 import random
 import re
 import signal
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +27,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from optuna.trial import TrialState
 
-from ablations.optuna_access import storage_of, stored_trial, trials_of
 from ablations import tracking
 from ablations.cli import main
 from ablations.engine import EngineOptions, _requeue, _take, claim, load_or_create, make_storage, requeue_lost, work
+from ablations.optuna_access import storage_of, stored_trial, trials_of
 from ablations.study import load_study, points
 from core.data import load_dataset
 from core.trainer import Trainer
@@ -105,12 +105,14 @@ def test_final_metrics_that_cannot_be_stored_fail_the_trial_and_requeue_it(tmp_p
         return real(self, run_id, metrics=metrics, params=params, tags=tags, **kwargs)
 
     monkeypatch.setattr(MlflowClient, "log_batch", log_batch)
-    options = EngineOptions(storage=f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    options = EngineOptions(storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
                             runs_dir=tmp_path / "runs", progress=False, tracking_timeout_s=3)
     report = work(load_study(study), "tiny", options)
     assert report.completed == [] and len(report.failed) == 1
     reason = report.failed[0][1]
-    assert reason.startswith("TrackingError: ") and "could not be stored within 3 s" in reason and "connection refused" in reason
+    assert (reason.startswith("TrackingError: ") and "could not be stored within 3 s" in reason
+            and "connection refused" in reason)
     failed, retry = optuna_trials(tmp_path)
     assert failed.state == TrialState.FAIL and failed.user_attrs["failure_reason"] == reason
     assert retry.state == TrialState.WAITING and retry.user_attrs["retry_of"] == failed.number
@@ -271,7 +273,8 @@ def claims_race(url: str, processes: int = 6, trials: int = 300) -> list[int]:
     engine's own claim; returns every claimed trial number (a number twice is a double claim)."""
     import multiprocessing
 
-    opt = optuna.create_study(study_name="race", storage=make_storage(url, EngineOptions(storage=url, tracking_uri="unused")))
+    opt = optuna.create_study(study_name="race",
+                              storage=make_storage(url, EngineOptions(storage=url, tracking_uri="unused")))
     for i in range(trials):
         opt.enqueue_trial({"x": i}, skip_if_exists=False)
     ctx = multiprocessing.get_context("spawn")
@@ -296,7 +299,8 @@ def test_racing_claims_on_sqlite_never_take_a_trial_twice(tmp_path):
 
 def test_a_lost_retry_is_enqueued_once_and_a_duplicate_never_runs(tmp_path):
     study = load_study(write_study(tmp_path, epochs=1))
-    options = EngineOptions(storage=f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    options = EngineOptions(storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
                             grace_period=600)
     client = tracking.connect(options.tracking_uri)
     opt = load_or_create(study, "tiny", make_storage(options.storage, options, client), client)
@@ -321,7 +325,8 @@ def test_ctrl_c_while_the_study_is_created_leaves_nothing_half_made(tmp_path, mo
     # Before: the half-made study stayed in the storage, and every later `run` waited 2 minutes for
     # its dead creator, then told the user to delete it by hand.
     study = load_study(write_study(tmp_path, epochs=1))
-    options = EngineOptions(storage=f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    options = EngineOptions(storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     client = tracking.connect(options.tracking_uri)
     storage = make_storage(options.storage, options, client)
     real_enqueue = optuna.Study.enqueue_trial
@@ -353,14 +358,17 @@ def test_a_worker_killed_before_recording_its_run_id_leaves_no_run_running(tmp_p
     # The worker creates the trial's MLflow run, then saves its id on the Optuna trial; killed in
     # between, the run was left RUNNING for ever. Whoever finds the trial dead finds the run by tags.
     study = load_study(write_study(tmp_path, epochs=1))
-    options = EngineOptions(storage=f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    options = EngineOptions(storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
                             heartbeat_interval=1, grace_period=1)
     client = tracking.connect(options.tracking_uri)
     opt = load_or_create(study, "tiny", make_storage(options.storage, options, client), client)
     dead = claim(opt, study, time.time(), client)
-    orphan = tracking.create_trial_run(client, tracking.experiment_id(client, "tiny"), opt.user_attrs["mlflow_parent_run_id"],
+    orphan = tracking.create_trial_run(client, tracking.experiment_id(client, "tiny"),
+                                       opt.user_attrs["mlflow_parent_run_id"],
                                        "dying", {"study": "tiny", "trial": str(dead.number)})
-    other = tracking.create_trial_run(client, tracking.experiment_id(client, "tiny"), opt.user_attrs["mlflow_parent_run_id"],
+    other = tracking.create_trial_run(client, tracking.experiment_id(client, "tiny"),
+                                      opt.user_attrs["mlflow_parent_run_id"],
                                       "alive", {"study": "tiny", "trial": str(dead.number + 1)})
     time.sleep(2.5)  # no heartbeat from the killed worker for longer than the grace period
     claim(opt, study, time.time(), client)  # another worker looks: the dead trial is failed and re-queued
@@ -520,7 +528,8 @@ def test_a_trial_without_a_usable_value_fails_once_and_the_study_ends(tmp_path):
     loaded = load_study(write_study(tmp_path, epochs=1))
     base = loaded.base.model_copy(update={"eval": loaded.base.eval.model_copy(update={"linear": False})})
     study = loaded.model_copy(update={"base": base})
-    options = EngineOptions(storage=f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    options = EngineOptions(storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
                             runs_dir=tmp_path / "runs", progress=False, max_trials=12)
     report = work(study, "tiny", options)
     assert report.completed == [] and len(report.failed) == 4  # the 4 points, once each (12 allowed)
@@ -554,7 +563,8 @@ def test_an_outage_while_a_trial_opens_is_waited_out_or_fails_the_trial_cleanly(
 
     monkeypatch.setattr(MlflowClient, "create_run", create_run)
     monkeypatch.setattr(tracking, "retrying", partial(tracking.retrying, pause_s=0.1))
-    options = EngineOptions(storage=f"sqlite:///{tmp_path / 'optuna.db'}", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    options = EngineOptions(storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
                             runs_dir=tmp_path / "runs", progress=False, tracking_timeout_s=5, max_trials=1)
     report = work(study, "tiny", options)
     assert len(report.completed) == 1 and report.failed == []  # waited out, one run, nothing lost
@@ -564,7 +574,8 @@ def test_an_outage_while_a_trial_opens_is_waited_out_or_fails_the_trial_cleanly(
     options.tracking_timeout_s, options.max_trials = 1, 2
     report = work(study, "tiny", options)
     assert report.completed == [] and len(report.failed) == 2
-    assert all(r.startswith("could not open the trial's MLflow run") and "connection refused" in r for _, r in report.failed)
+    assert all(r.startswith("could not open the trial's MLflow run") and "connection refused" in r
+               for _, r in report.failed)
     states = [t.state for t in optuna_trials(tmp_path)]
     assert states.count(TrialState.RUNNING) == 0 and states.count(TrialState.FAIL) == 2  # none left to a grace period
     assert [r.info.status for r in trial_runs(tmp_path)] == ["FINISHED"]  # no half-made run

@@ -183,7 +183,8 @@ def test_projection_head_claims_and_none_pooled_over_seeds():
 def test_augment_pairs_best_pair():
     order = ["crop", "cutout", "color"]
     ops = [a if a == b else f"{a}+{b}" for a in order for b in order]
-    df = frame({"augment.ops": ops}, lambda p: 60 if p["augment.ops"] == "crop+color" else 30 + 5 * ("+" in p["augment.ops"]))
+    df = frame({"augment.ops": ops},
+               lambda p: 60 if p["augment.ops"] == "crop+color" else 30 + 5 * ("+" in p["augment.ops"]))
     rep = build("augment_pairs", df, "linear_top1", {"order": order})
     got = {v.claim: v.verdict for v in rep.verdicts}
     assert got["crop+color is the best pair"] == REPRODUCED
@@ -276,7 +277,9 @@ def as_loaded(df: pd.DataFrame, metric_nan_status: str = "failed") -> pd.DataFra
     df = df.assign(point=[f"{i:04d}e{i:05d}" for i in range(n)],  # a sha256 prefix can read as a float
                    run_id=[f"{i:032d}" for i in range(n)], start_time=[1_764_000_000_000 + i for i in range(n)],
                    device="cpu (AMD EPYC 9B14)", numerics="bf16 autocast, channels_last", git_commit="0123456")
-    df.loc[1, ["status", "linear_top1", "failure_reason"]] = [metric_nan_status, np.nan, 'diverged: loss is nan, "step 3"']
+    df.loc[1, ["status", "linear_top1", "failure_reason"]] = [
+        metric_nan_status, np.nan, 'diverged: loss is nan, "step 3"'
+    ]
     return df
 
 
@@ -306,9 +309,11 @@ def test_trials_csv_restores_partly_empty_and_mixed_columns(tmp_path):
                        "knn_top1": [float("inf"), np.nan, 1 / 3]})
     df.to_csv(tmp_path / "trials.csv", index=False)
     back = read_trials_csv(tmp_path / "trials.csv")
-    assert back["loss.normalize"].tolist()[::2] == [True, False] and back["loss.normalize"].isna().tolist() == [False, True, False]
+    assert (back["loss.normalize"].tolist()[::2] == [True, False]
+            and back["loss.normalize"].isna().tolist() == [False, True, False])
     assert back["model.head_dim"].dtype == float and back["loss.margin"].tolist() == [0.4, "auto", 1]
-    assert back["model.head"].tolist() == ["none", "None", "linear"] and back["status"].tolist() == ["finished", "1e3", ""]
+    assert (back["model.head"].tolist() == ["none", "None", "linear"]
+            and back["status"].tolist() == ["finished", "1e3", ""])
     assert back["augment.ops"].tolist() == df["augment.ops"].tolist() and back["knn_top1"].iloc[2] == 1 / 3
 
 
@@ -365,8 +370,10 @@ def test_report_from_a_folder_that_is_not_a_report_exits_2_naming_what_is_missin
     monkeypatch.chdir(tmp_path)
     assert main(["report", "--from", str(folder)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"error: {folder / 'tables' / 'trials.csv'}: not found") and "expected" in err
-    assert [p.name for p in tmp_path.iterdir()] == ["not-a-report"] and [p.name for p in folder.iterdir()] == ["summary.json"]
+    assert (err.count("\n") == 1 and err.startswith(f"error: {folder / 'tables' / 'trials.csv'}: not found")
+            and "expected" in err)
+    assert ([p.name for p in tmp_path.iterdir()] == ["not-a-report"]
+            and [p.name for p in folder.iterdir()] == ["summary.json"])
     for argv in (["report"], ["report", "quickstart", "--from", str(folder)], ["report", "quickstart", "--out", "x"],
                  ["report", "--from", str(folder), "--tracking-uri", "sqlite:///x.db"]):
         with pytest.raises(SystemExit) as exc:  # argparse's usage error
@@ -420,7 +427,8 @@ def test_report_tables_hold_what_mlflow_holds(real_study):
     expected: dict[tuple[str, float], list[float]] = {}
     contrastive: dict[tuple[str, float], list[float]] = {}
     for run in runs:
-        key = ("yes" if json.loads(run.data.params["loss.normalize"]) else "no", float(run.data.params["loss.temperature"]))
+        key = ("yes" if json.loads(run.data.params["loss.normalize"]) else "no",
+               float(run.data.params["loss.temperature"]))
         expected.setdefault(key, []).append(run.data.metrics["linear_top1"])
         contrastive.setdefault(key, []).append(run.data.metrics["contrastive_acc"])
     main = (folder / "reports_out" / "tinytemp" / "tables" / "main.md").read_text()
@@ -499,7 +507,9 @@ def test_a_pruned_trial_reads_pruned_not_killed(tmp_path):
     exp = client.create_experiment("search")
     parent = tracking.create_parent_run(client, exp, "search", {})
     for number, how in enumerate(("pruned", "killed", "finished")):
-        run = tracking.create_trial_run(client, exp, parent, f"{number}", {"trial": str(number), "point": f"p{number}", "axis.loss.temperature": str(0.1 * (number + 1))})
+        run = tracking.create_trial_run(client, exp, parent, f"{number}",
+                                        {"trial": str(number), "point": f"p{number}",
+                                         "axis.loss.temperature": str(0.1 * (number + 1))})
         if how == "pruned":
             tracking.finish_run(client, run, "KILLED", "pruned: pruned at epoch 3 (kNN top-1 20.00)", pruned_epoch=3)
         elif how == "killed":

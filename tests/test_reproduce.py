@@ -43,7 +43,8 @@ def test_a_verdict_carries_the_paper_numbers_of_the_same_cells(tmp_path):
 
 def test_rows_counts_links_and_pending_studies(tmp_path):
     up = frame(STRENGTH, lambda p: 40 + 4 * p["augment.color.strength"])
-    write_report(up, "color_strength", StudyInfo(kind="color_strength", text="name: x\n"), tmp_path / "results" / "cs", "cmd")
+    write_report(up, "color_strength", StudyInfo(kind="color_strength", text="name: x\n"),
+                 tmp_path / "results" / "cs", "cmd")
     text = section(tmp_path / "results", tmp_path)
     summary = json.loads((tmp_path / "results" / "cs" / "summary.json").read_text())
     decided = sum(v["verdict"] in (REPRODUCED, NOT_REPRODUCED) for v in summary["verdicts"])
@@ -61,6 +62,7 @@ def test_write_replaces_only_between_the_markers_and_refuses_a_file_without_them
         replace_section("no markers here", "new")
     readme = tmp_path / "README.md"
     readme.write_text("nothing to replace\n")
-    run = subprocess.run([sys.executable, "-m", "reports.reproduce", str(ROOT / "results" / "cpu"), "--write", str(readme)],
+    run = subprocess.run([sys.executable, "-m", "reports.reproduce", str(ROOT / "results" / "cpu"),
+                          "--write", str(readme)],
                          capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 2 and "markers" in run.stderr and readme.read_text() == "nothing to replace\n"

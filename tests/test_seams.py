@@ -543,16 +543,17 @@ def test_rotate_angles_by_hand(angles):
             assert any(close(out, o, 1e-7) for o in options)
 
 
-@pytest.mark.parametrize("scale, ratio, crop_hw", [((0.25, 0.25), (1.0, 1.0), (8, 8)), ((0.25, 0.25), (4.0, 4.0), (4, 16))])
+@pytest.mark.parametrize("scale, ratio, crop_hw",
+                         [((0.25, 0.25), (1.0, 1.0), (8, 8)), ((0.25, 0.25), (4.0, 4.0), (4, 16))])
 def test_crop_scale_and_ratio_set_the_crop_by_hand(scale, ratio, crop_hw):
     # area fraction a and ratio r of a 16x16 image: width sqrt(256 a r), height sqrt(256 a / r)
     x = _images().float() / 255
     ch, cw = crop_hw
     for v in _views({"ops": ["crop"], "crop": {"scale": scale, "ratio": ratio, "flip": False}}, x):
         for img, out in zip(x, v):
-            candidates = [F.interpolate(img[None, :, t:t + ch, l:l + cw], size=(16, 16), mode="bilinear",
+            candidates = [F.interpolate(img[None, :, t:t + ch, left:left + cw], size=(16, 16), mode="bilinear",
                                         align_corners=False)[0]
-                          for t in range(16 - ch + 1) for l in range(16 - cw + 1)]
+                          for t in range(16 - ch + 1) for left in range(16 - cw + 1)]
             assert min((out - c).abs().max().item() for c in candidates) < 1e-5
 
 

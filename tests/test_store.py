@@ -225,7 +225,11 @@ def test_tarball_store_equals_the_folder_store(tmp_path: Path, monkeypatch: pyte
 
 @pytest.mark.parametrize("kind", ["imagefolder", "tarball", "streamed tarball"])
 def test_interrupted_build_resumes_without_decoding_finished_chunks(
-    tmp_path: Path, kind: str, decode_calls: list[int], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    kind: str,
+    decode_calls: list[int],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     root = tmp_path / "tree"
     _write_tree(root, bad=True)
@@ -294,7 +298,9 @@ def test_build_killed_with_sigkill_resumes_to_identical_bytes(tmp_path: Path, de
                          cache_dir=Path({str(tmp_path / "cache")!r}))
         build_store(cfg, workers=2, chunk_bytes={ROW * 4})
     """)
-    proc = subprocess.run([sys.executable, "-c", script], check=False, cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], check=False, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     cfg = _cfg(tmp_path, root)
     entry = entry_dir(cfg, "labelled")
@@ -303,7 +309,9 @@ def test_build_killed_with_sigkill_resumes_to_identical_bytes(tmp_path: Path, de
     done = {(d["split"], d["index"]) for d in map(json.loads, lines[1:])}
     resumed = build_store(cfg, workers=1, chunk_bytes=ROW * 4)  # in this process, so decodes are counted
     # every file of the chunks not done reaches the decoder, but the empty one (train row 13, chunk 3)
-    pending = [(split, row) for split, n in (("train", 21), ("test", 7)) for row in range(n) if (split, row // 4) not in done]
+    pending = [
+        (split, row) for split, n in (("train", 21), ("test", 7)) for row in range(n) if (split, row // 4) not in done
+    ]
     assert len(decode_calls) == len(pending) - (("train", 13) in pending) < 28
     clean = build_store(_cfg(tmp_path, root, "clean"), workers=2, chunk_bytes=ROW * 4)
     assert _files(resumed) == _files(clean)
@@ -429,7 +437,9 @@ def test_cli_data_build_end_to_end(tmp_path: Path) -> None:
     out = proc.stdout.splitlines()
     assert out[0] == f"store: {entry}"
     size = sum(p.stat().st_size for p in entry.iterdir())
-    assert out[1].startswith(f"size on disk: {size / 1000:.2f} KB (train 13 and test 4 images of 3x{SIZE}x{SIZE} uint8)")
+    assert out[1].startswith(
+        f"size on disk: {size / 1000:.2f} KB (train 13 and test 4 images of 3x{SIZE}x{SIZE} uint8)"
+    )
     assert out[2] == "classes: 2; images per class: train 6 to 7 (mean 6.5), test 2"
     assert out[3].startswith("skipped: 2 file(s) that could not be decoded; 1 truncated file(s) decoded in part")
     assert out[4:6] == ["  n01: train 7, test 2", "  n02: train 6, test 2"]
@@ -441,5 +451,7 @@ def test_cli_data_build_end_to_end(tmp_path: Path) -> None:
 def test_cli_data_build_missing_path_exits_2_with_one_line(tmp_path: Path) -> None:
     proc = _cli("--data", str(tmp_path / "nowhere"), "--set", "data.cache_dir=cache", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(f"error: --data {tmp_path / 'nowhere'}: does not exist")
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(
+        f"error: --data {tmp_path / 'nowhere'}: does not exist"
+    )
     assert not (tmp_path / "cache").exists()

@@ -170,7 +170,13 @@ def test_grid_product_order_zip_rows_and_repeats(tmp_path):
     pts = points(study)
     assert len(pts) == 2 * 2 * 2 * 2
     combos = [
-        (p.params["loss.temperature"], p.params["loss.normalize"], p.params["model.head"], p.params["model.head_dim"], p.repeat)
+        (
+            p.params["loss.temperature"],
+            p.params["loss.normalize"],
+            p.params["model.head"],
+            p.params["model.head_dim"],
+            p.repeat,
+        )
         for p in pts
     ]
     assert combos[:5] == [
@@ -333,7 +339,8 @@ def test_set_overrides(tmp_path):
     study = load_study(path, overrides={"augment.mode": "asymmetric", "augment.color": {"strength": 1.0}})
     assert study.base.augment.mode == "asymmetric"
     assert study.base.augment.color.strength == 1.0 and study.base.augment.color.jitter_p == 0.8  # merged
-    with pytest.raises(ConfigFileError, match=r"--set loss\.temprature: no field 'temprature' in loss \(allowed: .*temperature"):
+    with pytest.raises(ConfigFileError,
+                       match=r"--set loss\.temprature: no field 'temprature' in loss \(allowed: .*temperature"):
         load_study(path, overrides={"loss.temprature": 0.1})
     with pytest.raises(ConfigFileError, match=r"--set loss\.temperature: .*axis"):
         load_study(path, overrides={"loss.temperature": 0.3})
@@ -477,7 +484,8 @@ def test_bad_value_from_scale_points_at_scale(tmp_path):
     )
     msg = error_of(path, scale="quick")
     assert msg.startswith(f"{path}:7: base.model.width: ")
-    path = write(tmp_path, "t.yaml", "name: s\ngrid: {train.batch_size: [64]}\nscales:\n  quick:\n    grid: {train.batch_size: [1]}\n")
+    path = write(tmp_path, "t.yaml",
+                 "name: s\ngrid: {train.batch_size: [64]}\nscales:\n  quick:\n    grid: {train.batch_size: [1]}\n")
     assert error_of(path, scale="quick").startswith(f"{path}:5: grid.train.batch_size: ")
 
 
@@ -559,9 +567,12 @@ def test_search_param_checks(tmp_path):
     )
     msg = error_of(path)
     assert f"{path}:5: search.n_trials: " in msg
-    path = write(tmp_path, "v.yaml", "name: s\nsearch:\n  params:\n    model.hed: {type: categorical, choices: [linear]}\n  n_trials: 2\n")
+    path = write(tmp_path, "v.yaml",
+                 "name: s\nsearch:\n  params:\n    model.hed: {type: categorical, choices: [linear]}\n  n_trials: 2\n")
     assert error_of(path).startswith(f"{path}:4: search.params.model.hed: no field 'hed' in model (allowed: ")
-    path = write(tmp_path, "w.yaml", "name: s\nsearch:\n  params:\n    model.head: {type: categorical, choices: [linear, mlp]}\n  n_trials: 2\n")
+    path = write(tmp_path, "w.yaml",
+                 "name: s\nsearch:\n  params:\n    model.head: {type: categorical, choices: [linear, mlp]}\n"
+                 "  n_trials: 2\n")
     msg = error_of(path)
     assert msg.startswith(f"{path}:4: search.params.model.head: value mlp gives an invalid run config")
 

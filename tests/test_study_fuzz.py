@@ -24,7 +24,10 @@ values = st.recursive(scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(PATHS + KEYS), inner, max_size=4)), max_leaves=12)
 axes = st.dictionaries(st.sampled_from(PATHS), st.one_of(st.lists(values, max_size=4), values), max_size=3)
 base = st.dictionaries(st.sampled_from(["data", "loss", "train", "model", "eval", "bogus"]),
-                       st.one_of(values, st.dictionaries(st.sampled_from(["temperature", "batch_size", "source", "epochs", "head"]), values, max_size=3)),
+                       st.one_of(values,
+                                 st.dictionaries(
+                                     st.sampled_from(["temperature", "batch_size", "source", "epochs", "head"]),
+                                     values, max_size=3)),
                        max_size=3)
 documents = st.one_of(
     values,

@@ -123,7 +123,8 @@ def test_bicubic_differs_from_bilinear_and_the_default_is_unchanged():
     assert (bilinear - bicubic).abs().max() > 1e-2
     i = 0
     top, left, h, w = (int(params[k][i]) for k in ("top", "left", "height", "width"))
-    ref = F.interpolate(x[i:i + 1, :, top:top + h, left:left + w], size=(32, 32), mode="bilinear", align_corners=False)[0]
+    ref = F.interpolate(x[i:i + 1, :, top:top + h, left:left + w], size=(32, 32), mode="bilinear",
+                        align_corners=False)[0]
     torch.testing.assert_close(bilinear[i], ref.flip(-1) if params["flip"][i] else ref, rtol=0, atol=2e-5)
 
 

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from mlflow import MlflowClient
 
 from core import checkpoint
@@ -33,7 +32,8 @@ data: {source: synthetic, synthetic: {num_classes: 4, train_size: 256, test_size
 model: {encoder: resnet_small, width: 8, head_dim: 32}
 augment: {ops: [crop, color], color: {strength: 1.0}}
 optim: {name: lars, lr: 1.0, warmup_epochs: 1}
-train: {epochs: 6, batch_size: 64, seed: 1, progress: false, log_every: 1, device: cpu, precision: fp32, channels_last: false}
+train: {epochs: 6, batch_size: 64, seed: 1, progress: false, log_every: 1, device: cpu,
+        precision: fp32, channels_last: false}
 eval: {knn_k: 20, linear_epochs: 5, linear_batch_size: 64, batch_size: 256}
 """
 
@@ -52,7 +52,9 @@ def _command(folder: Path, run_dir: str, procs: int, *extra: str) -> list[str]:
 
 
 def _train(folder: Path, run_dir: str, procs: int, *extra: str) -> dict:
-    done = subprocess.run(_command(folder, run_dir, procs, *extra), cwd=folder, env=_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        _command(folder, run_dir, procs, *extra), cwd=folder, env=_env(), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads((folder / run_dir / "result.json").read_text())
 
@@ -95,7 +97,9 @@ def test_two_processes_reading_a_memory_map_train_exactly_as_from_memory(runs):
     # each rank reads only its half of every global batch from the map (tests/test_mapped_training.py
     # checks which rows); the group's run is the in-memory group's run, loss for loss
     folder, _, two = runs
-    mapped = _train(folder, "two-mapped", 2, "--set", "data.in_memory=false", "--set", f"data.cache_dir={folder / 'cache'}")
+    mapped = _train(
+        folder, "two-mapped", 2, "--set", "data.in_memory=false", "--set", f"data.cache_dir={folder / 'cache'}"
+    )
     assert _losses(mapped) == _losses(two)
     assert mapped["metrics"]["linear_top1"] == two["metrics"]["linear_top1"]
     assert mapped["metrics"]["knn_top1"] == two["metrics"]["knn_top1"]
@@ -111,7 +115,9 @@ def test_per_rank_batch_norm_is_a_different_curve(runs):
 def test_a_checkpoint_written_by_two_ranks_resumes(runs):
     folder, _, two = runs
     log = (folder / "killed.log").open("w")
-    group = subprocess.Popen(_command(folder, "resumed", 2), cwd=folder, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    group = subprocess.Popen(
+        _command(folder, "resumed", 2), cwd=folder, env=_env(), stdout=log, stderr=subprocess.STDOUT
+    )
     path = folder / "resumed" / "checkpoint.pt"
     deadline = time.monotonic() + 240
     killed_after = None
@@ -120,13 +126,16 @@ def test_a_checkpoint_written_by_two_ranks_resumes(runs):
             killed_after = int(checkpoint.load(path)["epoch"]) + 1
         except (FileNotFoundError, checkpoint.CheckpointError):  # not written yet, or being replaced
             time.sleep(0.02)
-    for pid in [*_descendants(group.pid), group.pid]:  # both ranks (torchrun starts them in their own sessions), then torchrun
+    # both ranks (torchrun starts them in their own sessions), then torchrun
+    for pid in [*_descendants(group.pid), group.pid]:
         os.kill(pid, signal.SIGKILL)
     group.wait()
     assert killed_after is not None and killed_after < 6, "the run ended before it could be killed mid-way"
     assert not (folder / "resumed" / "result.json").exists()
 
-    again = subprocess.run(_command(folder, "resumed", 2), cwd=folder, env=_env(), capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        _command(folder, "resumed", 2), cwd=folder, env=_env(), capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert "resuming from" in again.stderr
     resumed = json.loads((folder / "resumed" / "result.json").read_text())
@@ -146,13 +155,17 @@ def test_a_study_with_devices_per_trial_runs_each_trial_as_a_torchrun_group(tmp_
     (run,) = trial_runs(tmp_path)
     assert run.info.status == "FINISHED"
     # rank 0 of the group logged the per-epoch history and the final metrics to the worker's run
-    history = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(run.info.run_id, "loss")
+    history = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(
+        run.info.run_id, "loss"
+    )
     assert len(history) >= 2 and {"linear_top1", "knn_top1", "contrastive_acc"} <= set(run.data.metrics)
 
 
 def test_a_finished_group_run_is_not_trained_again(runs):
     folder, _, two = runs
-    again = subprocess.run(_command(folder, "two", 2), cwd=folder, env=_env(), capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        _command(folder, "two", 2), cwd=folder, env=_env(), capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stderr.count("already finished") == 1  # rank 0 speaks for the group
     assert json.loads((folder / "two" / "result.json").read_text()) == two

@@ -16,7 +16,10 @@ from core.trainer import Callback, Trainer, TrainingDiverged, train
 
 def tiny_config(**overrides) -> RunConfig:
     base = {
-        "data": {"source": "synthetic", "synthetic": {"num_classes": 4, "train_size": 256, "test_size": 128, "image_size": 16}},
+        "data": {
+            "source": "synthetic",
+            "synthetic": {"num_classes": 4, "train_size": 256, "test_size": 128, "image_size": 16},
+        },
         "model": {"encoder": "resnet_small", "width": 8, "head_dim": 32},
         "augment": {"ops": ["crop", "color"], "color": {"strength": 1.0}},
         "optim": {"name": "lars", "lr": 1.0, "warmup_epochs": 1},
@@ -98,12 +101,16 @@ def test_callbacks_receive_metrics_and_protocols(tmp_path):
     result = train(tiny_config(), tmp_path, callbacks=[rec])
     assert rec.starts == [0]
     assert [e for e, _ in rec.epochs] == [1, 2, 3]
-    assert all({"loss", "contrastive_acc", "lr", "images_per_sec", "epoch_time_s", "knn_top1"} <= set(m) for _, m in rec.epochs)
+    assert all(
+        {"loss", "contrastive_acc", "lr", "images_per_sec", "epoch_time_s", "knn_top1"} <= set(m) for _, m in rec.epochs
+    )
     steps_per_epoch = 256 // 64
     assert [s for s, _ in rec.steps] == [2, 4, 6, 8, 10, 12]  # every log_every=2 steps
     assert rec.steps[-1][1]["lr"] < rec.steps[2][1]["lr"]  # cosine decay after warmup
     # top-k is top-min(5, C): C = 4 classes here
-    assert rec.final is not None and {"knn_top1", "linear_top1", "linear_top4", "train_time_s", "contrastive_acc"} <= set(rec.final)
+    assert rec.final is not None and {
+        "knn_top1", "linear_top1", "linear_top4", "train_time_s", "contrastive_acc"
+    } <= set(rec.final)
     assert all(0.0 <= m["contrastive_acc"] <= 100.0 for _, m in rec.epochs)
     assert {a.name for a in result.accuracies} >= {"knn_top1", "linear_top1"}
     assert all(a.protocol for a in result.accuracies)
@@ -264,8 +271,8 @@ def test_bf16_and_channels_last_follow_the_fp32_loss_curve(tmp_path):
     assert all(abs(a - b) <= 0.005 * a for a, b in zip(fp32, bf16)), (fp32, bf16)
 
 
-@pytest.mark.parametrize("value, mode", [(True, "default"), ("default", "default"), ("reduce-overhead", "reduce-overhead"),
-                                         ("max-autotune", "max-autotune")])
+@pytest.mark.parametrize("value, mode", [(True, "default"), ("default", "default"),
+                                         ("reduce-overhead", "reduce-overhead"), ("max-autotune", "max-autotune")])
 def test_train_compile_names_the_torch_compile_mode(monkeypatch, value, mode):
     # true is torch.compile's own default; a mode name reaches torch.compile unchanged
     # (reduce-overhead: CUDA graphs, measured 1.46x on an H200 where the step is bound by launches)

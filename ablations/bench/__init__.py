@@ -22,15 +22,14 @@ few minutes: fewer timed iterations, a smaller end-to-end batch, a few steps ext
 The package, one job a module: ``timing`` (clocks, syncs, peak memory, ``time_steps``),
 ``augmentation`` and ``training`` (the measurements), ``dataset`` (which data the end-to-end rows
 read), ``options`` (``BenchOptions``), ``run`` (``run_bench``: all of it, in order), ``report``
-(the tables and the JSON file) and ``command`` (the command line).
+(the tables and the JSON file); the command line is ``ablations.commands.bench``.
 """
 
 from __future__ import annotations
 
-from ablations.bench.command import add_bench_command, cmd_bench
 from ablations.bench.options import BenchOptions
-from ablations.bench.report import format_result
+from ablations.bench.report import format_bench_result
 from ablations.bench.run import run_bench
 from ablations.bench.timing import time_steps
 
-__all__ = ["BenchOptions", "add_bench_command", "cmd_bench", "format_result", "run_bench", "time_steps"]
+__all__ = ["BenchOptions", "format_bench_result", "run_bench", "time_steps"]

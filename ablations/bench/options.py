@@ -1,6 +1,6 @@
 """``BenchOptions``: every choice of one bench run, as one typed, frozen object.
 
-The command builds it from its parsed arguments (``ablations.bench.command``) and ``run_bench``
+The command builds it from its parsed arguments (``ablations.commands.bench``) and ``run_bench``
 reads it, so an option is one field here and one argument there rather than a parameter threaded
 through every call. Sizes left ``None`` depend on the device; ``sizes_for`` fills them in.
 """

@@ -25,13 +25,14 @@ def _with_range(a: dict[str, Any], name: str) -> str | None:
     return f"{a[f'{name}_speedup']} (rounds {a[f'{name}_speedup_range']})"
 
 
-def format_result(r: dict[str, Any]) -> str:
+def format_bench_result(r: dict[str, Any]) -> str:
     """The tables ``python -m ablations bench`` prints: device, augmentation, end to end, numerics, profile."""
     from tabulate import tabulate
 
     d, v = r["device"], r["versions"]
     lines = [
-        f"device: {d['type']} ({d['name']}), torch threads {d['torch_threads']}, cpus {d.get('cpus_available', d['cpu_count'])}, "
+        f"device: {d['type']} ({d['name']}), torch threads {d['torch_threads']}, "
+        f"cpus {d.get('cpus_available', d['cpu_count'])}, "
         f"load avg {_fmt(d.get('load_average_1min'), 1)}",
         "versions: " + ", ".join(f"{k} {val or 'absent'}" for k, val in v.items()),
         "",
@@ -42,7 +43,14 @@ def format_result(r: dict[str, Any]) -> str:
     for a in r["augmentation"]:
         size = f"{a['image_size']}x{a['image_size']}, batch {a['batch_size']}"
         table.append([size, "batched core.augment (ours)", _fmt(a["batched_images_per_s"]), _with_range(a, "batched")])
-        table.append([size, "kornia.augmentation", _fmt(a["kornia_images_per_s"]), _with_range(a, "kornia") or (a["note"] or "-")])
+        table.append(
+            [
+                size,
+                "kornia.augmentation",
+                _fmt(a["kornia_images_per_s"]),
+                _with_range(a, "kornia") or (a["note"] or "-"),
+            ]
+        )
         table.append([size, "torchvision v2 per image (1 process)", _fmt(a["torchvision_images_per_s"]), "1.0x"])
     lines.append(tabulate(table, headers=["images", "pipeline", "images/s", "speed-up"]))
     e = r["end_to_end"]
@@ -53,10 +61,20 @@ def format_result(r: dict[str, Any]) -> str:
         + f", data: {e['data']}",
     ]
     table = [
-        [row["name"], _fmt(row["images_per_s"]), _fmt(row["s_per_epoch"], 1) + (" (extrapolated)" if row["extrapolated"] else ""), _fmt(row["peak_memory_mb"]), row["speedup"] or "-"]
+        [
+            row["name"],
+            _fmt(row["images_per_s"]),
+            _fmt(row["s_per_epoch"], 1) + (" (extrapolated)" if row["extrapolated"] else ""),
+            _fmt(row["peak_memory_mb"]),
+            row["speedup"] or "-",
+        ]
         for row in e["rows"]
     ]
-    lines.append(tabulate(table, headers=["pipeline", "images/s", f"s/epoch ({e['epoch_images']:,} images)", "peak MiB", "speed-up"]))
+    lines.append(
+        tabulate(
+            table, headers=["pipeline", "images/s", f"s/epoch ({e['epoch_images']:,} images)", "peak MiB", "speed-up"]
+        )
+    )
     n = r.get("numerics")
     if n:
         lines += [
@@ -65,7 +83,11 @@ def format_result(r: dict[str, Any]) -> str:
             f"{n['steps_per_round']} steps; speed-up: median of the per-round ratios (range):",
             tabulate(
                 [
-                    [f"defaults: {n['defaults']}", _fmt(n["defaults_images_per_s"]), f"{n['speedup']} (rounds {n['speedup_range']})"],
+                    [
+                        f"defaults: {n['defaults']}",
+                        _fmt(n["defaults_images_per_s"]),
+                        f"{n['speedup']} (rounds {n['speedup_range']})",
+                    ],
                     [f"forced: {n['baseline']}", _fmt(n["fp32_nchw_images_per_s"]), "1.00x"],
                 ],
                 headers=["numerics", "images/s", "speed-up"],
@@ -73,7 +95,12 @@ def format_result(r: dict[str, Any]) -> str:
         ]
     if e.get("profile"):
         lines += ["", "profile of one (a) step, top ops by self CPU time:"]
-        lines.append(tabulate([[p["op"], _fmt(p["self_cpu_ms"], 1), _fmt(p["percent"], 1), p["calls"]] for p in e["profile"]], headers=["op", "ms", "%", "calls"]))
+        lines.append(
+            tabulate(
+                [[p["op"], _fmt(p["self_cpu_ms"], 1), _fmt(p["percent"], 1), p["calls"]] for p in e["profile"]],
+                headers=["op", "ms", "%", "calls"],
+            )
+        )
     lines += ["", *(f"note: {n}" for n in r["notes"]), f"bench wall time {r['wall_s']:.0f} s"]
     return "\n".join(lines)
 

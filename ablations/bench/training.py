@@ -18,7 +18,9 @@ from ablations.bench.timing import peak_mb, ratio, sync, time_steps
 from core.config import DataConfig
 
 
-def _run_config(device: torch.device, batch_size: int, loader: str, workers: int, encoder: str, compile_: bool | str) -> Any:
+def _run_config(
+    device: torch.device, batch_size: int, loader: str, workers: int, encoder: str, compile_: bool | str
+) -> Any:
     """The run config of one end-to-end row: only the loader differs between (a) and (b)."""
     from core.config import RunConfig
 
@@ -40,7 +42,15 @@ def _run_config(device: torch.device, batch_size: int, loader: str, workers: int
     )
 
 
-def _row(name: str, batch_size: int, steps: int, seconds: float, epoch_images: int, steps_per_epoch: int, device: torch.device) -> dict[str, Any]:
+def _row(
+    name: str,
+    batch_size: int,
+    steps: int,
+    seconds: float,
+    epoch_images: int,
+    steps_per_epoch: int,
+    device: torch.device,
+) -> dict[str, Any]:
     """One row of the end-to-end table, with s/epoch extrapolated from the timed steps."""
     rate = batch_size * steps / seconds
     return {
@@ -55,7 +65,9 @@ def _row(name: str, batch_size: int, steps: int, seconds: float, epoch_images: i
     }
 
 
-def bench_end_to_end(device: torch.device, options: BenchOptions, sizes: Sizes, data: tuple[DataConfig, str]) -> dict[str, Any]:
+def bench_end_to_end(
+    device: torch.device, options: BenchOptions, sizes: Sizes, data: tuple[DataConfig, str]
+) -> dict[str, Any]:
     """(a) batched pipeline, (b) torchvision DataLoader pipeline, (c) model alone; ``sizes.steps``
     timed steps each after the warm-up of ``time_steps``, on ``data`` (``bench_data``'s config and label)."""
     from core.data import load_dataset
@@ -86,7 +98,17 @@ def bench_end_to_end(device: torch.device, options: BenchOptions, sizes: Sizes, 
     trainer.model.train()
     batches = trainer.view_batches(0)
     seconds = time_steps(trainer, batches.__next__, steps, device)
-    rows.append(_row(f"(b) torchvision per-image, DataLoader workers={workers}", batch_size, steps, seconds, n, steps_per_epoch, device))
+    rows.append(
+        _row(
+            f"(b) torchvision per-image, DataLoader workers={workers}",
+            batch_size,
+            steps,
+            seconds,
+            n,
+            steps_per_epoch,
+            device,
+        )
+    )
     del batches  # shuts the workers down
 
     # (c) the model alone on random views already on the device
@@ -95,7 +117,17 @@ def bench_end_to_end(device: torch.device, options: BenchOptions, sizes: Sizes, 
     v1 = torch.rand(shape, generator=gen, device=device)
     v2 = torch.rand(shape, generator=gen, device=device)
     seconds = time_steps(trainer, lambda: (v1, v2), steps, device)
-    rows.append(_row("(c) model only, random tensors on device (ceiling)", batch_size, steps, seconds, n, steps_per_epoch, device))
+    rows.append(
+        _row(
+            "(c) model only, random tensors on device (ceiling)",
+            batch_size,
+            steps,
+            seconds,
+            n,
+            steps_per_epoch,
+            device,
+        )
+    )
     del trainer
 
     a, b, c = (r["images_per_s"] for r in rows)
@@ -132,12 +164,19 @@ def bench_numerics(
     }
     size = batch_size * (rounds * steps + rounds + 1)  # every timed and warm-up step draws a fresh batch
     data = RunConfig.model_validate(
-        {"data": {"source": "synthetic", "synthetic": {"num_classes": 10, "train_size": size, "test_size": 20, "image_size": 32}}}
+        {
+            "data": {
+                "source": "synthetic",
+                "synthetic": {"num_classes": 10, "train_size": size, "test_size": 20, "image_size": 32},
+            }
+        }
     ).data
     splits = load_dataset(data, seed=0)
     configs = {
         "defaults": RunConfig.model_validate(base),
-        "fp32 NCHW": RunConfig.model_validate({**base, "train": {**base["train"], "precision": "fp32", "channels_last": False}}),
+        "fp32 NCHW": RunConfig.model_validate(
+            {**base, "train": {**base["train"], "precision": "fp32", "channels_last": False}}
+        ),
     }
     trainers = {name: Trainer(cfg, splits=splits) for name, cfg in configs.items()}
     batches = {name: t.view_batches(0) for name, t in trainers.items()}
@@ -177,6 +216,11 @@ def _profile_step(trainer: Any, batches: Any, device: torch.device, rows: int = 
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     return [
-        {"op": e.key, "self_cpu_ms": e.self_cpu_time_total / 1e3, "percent": 100 * e.self_cpu_time_total / total, "calls": e.count}
+        {
+            "op": e.key,
+            "self_cpu_ms": e.self_cpu_time_total / 1e3,
+            "percent": 100 * e.self_cpu_time_total / total,
+            "calls": e.count,
+        }
         for e in events[:rows]
     ]

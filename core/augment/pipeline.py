@@ -10,14 +10,13 @@ from core.augment.transforms import (
     Cutout,
     GaussianBlur,
     GaussianNoise,
+    Params,
     RandomResizedCrop,
     Rotate,
     Sobel,
-    Params,
     Transform,
 )
 from core.config import AugmentConfig
-
 
 CPU_CHUNK_ELEMENTS = 1 << 20
 """Elements per slice of a batch when a chain of transformations runs on CPU (4 MiB of float32)."""

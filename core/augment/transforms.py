@@ -74,7 +74,9 @@ class RandomResizedCrop:
             return {"top": top, "left": left, "height": h, "width": w, "flip": self._flip(b, generator, dev)}
         area = height * width
         shape = (b, self.attempts)
-        scale = self.cfg.scale[0] + (self.cfg.scale[1] - self.cfg.scale[0]) * torch.rand(shape, generator=generator, device=dev)
+        scale = self.cfg.scale[0] + (self.cfg.scale[1] - self.cfg.scale[0]) * torch.rand(
+            shape, generator=generator, device=dev
+        )
         log_lo, log_hi = math.log(self.cfg.ratio[0]), math.log(self.cfg.ratio[1])
         ratio = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(shape, generator=generator, device=dev))
         w = torch.round(torch.sqrt(area * scale * ratio))
@@ -149,8 +151,12 @@ class RandomResizedCrop:
         grid = F.affine_grid(theta, [b, x.shape[1], height, width], align_corners=False)
         # Clamp to the crop's outermost pixel centres, as resizing the cropped image would: at the
         # crop border an upsampling resize repeats the edge pixel rather than reading its neighbour.
-        gx = grid[..., 0].clamp(min=_centre(params["left"], width), max=_centre(params["left"] + params["width"] - 1, width))
-        gy = grid[..., 1].clamp(min=_centre(params["top"], height), max=_centre(params["top"] + params["height"] - 1, height))
+        gx = grid[..., 0].clamp(
+            min=_centre(params["left"], width), max=_centre(params["left"] + params["width"] - 1, width)
+        )
+        gy = grid[..., 1].clamp(
+            min=_centre(params["top"], height), max=_centre(params["top"] + params["height"] - 1, height)
+        )
         grid = torch.stack([gx, gy], dim=-1)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
@@ -273,7 +279,9 @@ class ColorDistortion:
         self.cfg = cfg
         s = cfg.strength
         additive = cfg.brightness == "additive"
-        self._adjust = {**self._ADJUST, "brightness": colorops.shift_brightness if additive else colorops.adjust_brightness}
+        self._adjust = {
+            **self._ADJUST, "brightness": colorops.shift_brightness if additive else colorops.adjust_brightness
+        }
         self._neutral_brightness = 0.0 if additive else 1.0
         self.ranges = {
             "brightness": (-0.8 * s, 0.8 * s) if additive else (max(0.0, 1 - 0.8 * s), 1 + 0.8 * s),

@@ -72,7 +72,9 @@ def _synthetic(cfg: DataConfig, seed: int) -> Decoded:
 def _decode(cfg: DataConfig, seed: int, device: torch.device | None) -> tuple[Decoded, np.ndarray | None, str]:
     """The full labelled splits, plus STL-10's unlabeled images when asked for, and where they are."""
     if cfg.classes is not None and cfg.source not in TREE_SOURCES:
-        raise DataError(f"data.classes selects class folders of an imagefolder or tarball tree; source {cfg.source} has none")
+        raise DataError(
+            f"data.classes selects class folders of an imagefolder or tarball tree; source {cfg.source} has none"
+        )
     if cfg.source in TREE_SOURCES:
         ensure_store(cfg)  # built on disk in chunks, never in memory: the tree may be larger than memory
     if cfg.source == "synthetic":

@@ -86,7 +86,8 @@ def entry_dir(cfg: DataConfig, part: str) -> Path:
 
 
 def write_shared(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """An atomic write readable by every user (mkstemp makes 0600; a cache may be shared by the users of one machine)."""
+    """An atomic write readable by every user (mkstemp makes 0600; a cache may be shared by the users
+    of one machine)."""
     write_atomic(path, write, prefix=f".{path.name}.", mode=0o644)
 
 
@@ -141,7 +142,9 @@ def _load_array(path: Path, spec: dict[str, Any]) -> np.ndarray:
         raise ValueError("its SHA-256 does not match the sidecar (corrupted)")
     array = np.load(path, allow_pickle=False)
     if list(array.shape) != spec["shape"] or str(array.dtype) != spec["dtype"]:
-        raise ValueError(f"it holds {array.dtype} {list(array.shape)}, the sidecar says {spec['dtype']} {spec['shape']}")
+        raise ValueError(
+            f"it holds {array.dtype} {list(array.shape)}, the sidecar says {spec['dtype']} {spec['shape']}"
+        )
     return array
 
 

@@ -80,7 +80,9 @@ def hash_chunks(path: Path, row_bytes: int, ranges: list[tuple[int, int]]) -> li
     return chunk_table(offset, row_bytes, ranges, digests)
 
 
-def array_chunks(path: Path, shape: tuple[int, ...], dtype: np.dtype, chunk_bytes: int = CHUNK_BYTES) -> list[dict[str, Any]]:
+def array_chunks(
+    path: Path, shape: tuple[int, ...], dtype: np.dtype, chunk_bytes: int = CHUNK_BYTES
+) -> list[dict[str, Any]]:
     """Chunk entries of a written (N, ...) .npy file in chunks of ``chunk_bytes`` worth of rows."""
     row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
     return hash_chunks(path, row_bytes, row_ranges(shape[0], rows_per_chunk(row_bytes, chunk_bytes)))

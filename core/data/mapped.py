@@ -105,7 +105,9 @@ def _open_array(path: Path, spec: dict[str, Any]) -> tuple[np.ndarray, os.stat_r
         raise ValueError(f"{st.st_size} bytes, the sidecar says {spec['bytes']} (truncated or overwritten)")
     array = np.load(path, mmap_mode="c", allow_pickle=False)
     if list(array.shape) != list(spec["shape"]) or str(array.dtype) != spec["dtype"]:
-        raise ValueError(f"it holds {array.dtype} {list(array.shape)}, the sidecar says {spec['dtype']} {spec['shape']}")
+        raise ValueError(
+            f"it holds {array.dtype} {list(array.shape)}, the sidecar says {spec['dtype']} {spec['shape']}"
+        )
     return array, st
 
 

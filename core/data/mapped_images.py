@@ -35,7 +35,9 @@ class MappedImages:
         shape = parts[0].shape[1:]
         for p in parts:
             if p.dtype != torch.uint8 or p.dim() != 4 or p.shape[1:] != shape:
-                raise ValueError(f"every part must be uint8 (N, {', '.join(map(str, shape))}), got {p.dtype} {tuple(p.shape)}")
+                raise ValueError(
+                    f"every part must be uint8 (N, {', '.join(map(str, shape))}), got {p.dtype} {tuple(p.shape)}"
+                )
         self.parts = tuple(parts)
         # first row of every part in the concatenation, and the total as the last entry
         sizes = torch.tensor([0] + [p.shape[0] for p in parts], dtype=torch.int64)

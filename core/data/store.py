@@ -237,8 +237,12 @@ def _warn_files(tree: Tree, what: str, files: list[list[Any]]) -> None:
 class _Build:
     """One build (or resumed build) of a store into ``entry``."""
 
-    def __init__(self, cfg: DataConfig, entry: Path, workers: int | None, progress: bool | None, chunk_bytes: int) -> None:
-        self.cfg, self.entry, self.requested, self.progress, self.chunk_bytes = cfg, entry, workers, progress, chunk_bytes
+    def __init__(
+        self, cfg: DataConfig, entry: Path, workers: int | None, progress: bool | None, chunk_bytes: int
+    ) -> None:
+        self.cfg, self.entry, self.requested, self.progress, self.chunk_bytes = (
+            cfg, entry, workers, progress, chunk_bytes
+        )
         self.log = ProgressLog(entry / PROGRESS)
         self.done: dict[tuple[str, int], ChunkRecord] = {}
 
@@ -255,7 +259,11 @@ class _Build:
         plan = _plan_digest(tree, self.cfg, self.shape, per_chunk)
         self.staging = self._resume(plan) or self._start(plan)
         pending_rows = sum(c.stop - c.start for c in self.chunks if (c.split, c.index) not in self.done)
-        workers = self.requested if self.requested is not None else (_cpus() if tree.encoded_bytes >= PARALLEL_MIN_BYTES else 1)
+        workers = (
+            self.requested
+            if self.requested is not None
+            else (_cpus() if tree.encoded_bytes >= PARALLEL_MIN_BYTES else 1)
+        )
         workers = max(1, min(workers, len(self.chunks)))
         log.info(
             "building the data store %s from %s: %d of %d images to decode, %d worker process(es)",
@@ -304,7 +312,10 @@ class _Build:
         def checked(rec: ChunkRecord, digest: str) -> None:
             bar.update(1)
             if digest != rec.sha256:
-                log.warning("%s: chunk %d of %s does not match its checksum; decoding it again", self.entry, rec.index, rec.split)
+                log.warning(
+                    "%s: chunk %d of %s does not match its checksum; decoding it again",
+                    self.entry, rec.index, rec.split,
+                )
                 del self.done[(rec.split, rec.index)]
 
         jobs = _Jobs(executor, 2 * workers, checked)
@@ -396,7 +407,9 @@ class _Build:
         def flush() -> None:
             for split, items in batch.items():
                 if items:
-                    jobs.submit(("rows", split), decode_rows, self.staging[split], items, self.cfg.image_size, self.first)
+                    jobs.submit(
+                        ("rows", split), decode_rows, self.staging[split], items, self.cfg.image_size, self.first
+                    )
                     batch[split] = []
 
         for rel, data in stream_tarball(self.tree.path, rows.__contains__):
@@ -465,7 +478,9 @@ class _Build:
         fsync_dir(self.entry)
         self.log.path.unlink()
         _warn_files(self.tree, "could not be decoded and were left out of the store", skipped_all)
-        _warn_files(self.tree, "were cut short and were decoded as far as their data goes (the rest is grey)", truncated_all)
+        _warn_files(
+            self.tree, "were cut short and were decoded as far as their data goes (the rest is grey)", truncated_all
+        )
 
 
 def _make_cache_dir(cfg: DataConfig) -> None:
@@ -528,7 +543,9 @@ def decode_tree(cfg: DataConfig) -> Decoded:
     try:
         found = load(build_store(cfg, verify_existing=True))
     except OSError as exc:
-        log.warning("could not write the data store under %s (%s); building it in a temporary folder", cfg.cache_dir, exc)
+        log.warning(
+            "could not write the data store under %s (%s); building it in a temporary folder", cfg.cache_dir, exc
+        )
         with tempfile.TemporaryDirectory(prefix="simclr-store-") as tmp:
             found = load(build_store(cfg.model_copy(update={"cache_dir": Path(tmp)})))
     if found is None:

@@ -57,5 +57,6 @@ def build(kind: str, df: pd.DataFrame, metric: str, cfg: dict[str, Any] | None =
         return builder(df, metric, cfg)
     except KeyError as exc:
         out = generic.layout(df, metric, cfg)
-        out.notes.append(f"report kind {kind!r} not applicable ({exc.args[0] if exc.args else exc}); generic layout used")
+        out.notes.append(f"report kind {kind!r} not applicable ({exc.args[0] if exc.args else exc}); "
+                         "generic layout used")
         return out

@@ -9,8 +9,21 @@ import pandas as pd
 import seaborn as sns
 
 from reports import reference
-from reports.layouts.common import (OPS, Cell, Figure, KindReport, accuracy_metric, cells_by, match, need, ops_list,
-    ours_paper, paper_report, paper_twin, paper_value)
+from reports.layouts.common import (
+    OPS,
+    Cell,
+    Figure,
+    KindReport,
+    accuracy_metric,
+    cells_by,
+    match,
+    need,
+    ops_list,
+    ours_paper,
+    paper_report,
+    paper_twin,
+    paper_value,
+)
 from reports.layouts.plotting import new_fig
 from reports.verdicts import Verdict, best_of, check_greater, mean_of, not_checked, with_paper
 
@@ -78,7 +91,8 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
                 "crop+color is the best pair",
                 best_of("crop+color", [cells[k].est for k in pair]), best_of("best other pair", others)))
         else:
-            verdicts.append(not_checked("crop+color is the best pair", "the study has no crop/color pair or no other pair"))
+            verdicts.append(not_checked("crop+color is the best pair",
+                                        "the study has no crop/color pair or no other pair"))
         diag = [c.est for k, c in cells.items() if k[0] == k[1]]
         off = [c.est for k, c in cells.items() if k[0] != k[1]]
         if diag and off:

@@ -7,8 +7,20 @@ from typing import Any
 import pandas as pd
 
 from reports import reference
-from reports.layouts.common import (Cell, Figure, KindReport, accuracy_metric, cells_by, est, match, need,
-    ours_paper, paper_cells, paper_report, paper_value)
+from reports.layouts.common import (
+    Cell,
+    Figure,
+    KindReport,
+    accuracy_metric,
+    cells_by,
+    est,
+    match,
+    need,
+    ours_paper,
+    paper_cells,
+    paper_report,
+    paper_value,
+)
 from reports.layouts.plotting import bars, new_fig, paper_tidy, tidy
 from reports.verdicts import Verdict, check_greater, mean_of, not_checked, with_paper
 
@@ -19,7 +31,8 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
     need(df, [b_axis, e_axis])
     sec = reference.section("batch_size_epochs") or {}
     cells = cells_by(df, metric, [b_axis, e_axis], lambda row: (int(row[b_axis]), int(row[e_axis])))
-    paper = {(int(b), int(e)): reference.value_of(v, sec) for b, eps in sec.get("cells", {}).items() for e, v in eps.items()}
+    paper = {(int(b), int(e)): reference.value_of(v, sec)
+             for b, eps in sec.get("cells", {}).items() for e, v in eps.items()}
     matched, ours_only, paper_only = match(cells, paper)
     batches = sorted({k[0] for k in cells})
     epochs = sorted({k[1] for k in cells})
@@ -36,9 +49,11 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
         batches = sorted({k[0] for k in cells})
         epochs = sorted({k[1] for k in cells})
         if len(batches) < 2 or len(epochs) < 2:
-            return [not_checked("larger batches help at few epochs", "needs at least 2 batch sizes and 2 epoch budgets")]
+            return [not_checked("larger batches help at few epochs",
+                                "needs at least 2 batch sizes and 2 epoch budgets")]
         b0, b1, e0, e1 = batches[0], batches[-1], epochs[0], epochs[-1]
-        big_short, small_short = est(cells, (b1, e0), f"batch {b1} @ {e0} ep"), est(cells, (b0, e0), f"batch {b0} @ {e0} ep")
+        big_short, small_short = (est(cells, (b1, e0), f"batch {b1} @ {e0} ep"),
+                                  est(cells, (b0, e0), f"batch {b0} @ {e0} ep"))
         verdicts = [
             check_greater("with the fewest epochs the largest batch beats the smallest", big_short, small_short),
             check_greater("training longer helps (mean over batch sizes)",

@@ -7,8 +7,21 @@ from typing import Any
 import pandas as pd
 
 from reports import reference
-from reports.layouts.common import (OPS, Cell, Figure, KindReport, accuracy_metric, cells_by, est, match, need,
-    ops_list, ours_vs_paper, paper_report, paper_twin)
+from reports.layouts.common import (
+    OPS,
+    Cell,
+    Figure,
+    KindReport,
+    accuracy_metric,
+    cells_by,
+    est,
+    match,
+    need,
+    ops_list,
+    ours_vs_paper,
+    paper_report,
+    paper_twin,
+)
 from reports.layouts.plotting import bars_beside_paper
 from reports.verdicts import Verdict, check_greater, not_checked, with_paper
 
@@ -21,7 +34,8 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
     sec = reference.section("color_strength") or {}
     has_ops = OPS in df.columns
     axes = [axis, OPS] if has_ops else [axis]
-    cells = cells_by(df, metric, axes, lambda row: (float(row[axis]), "blur" in ops_list(row[OPS]) if has_ops else False))
+    cells = cells_by(df, metric, axes,
+                     lambda row: (float(row[axis]), "blur" in ops_list(row[OPS]) if has_ops else False))
     paper = {(float(c["strength"]), bool(c["blur"])): reference.value_of(c["value"], sec) for c in sec.get("cells", [])}
     names = {(float(c["strength"]), bool(c["blur"])): c["label"] for c in sec.get("cells", [])}
     keys = sorted(set(cells) | set(paper))
@@ -39,7 +53,8 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
                                           est(cells, plain[-1], f"strength {plain[-1][0]:g}"),
                                           est(cells, plain[0], f"strength {plain[0][0]:g}")))
         else:
-            verdicts.append(not_checked("accuracy increases with color strength", "fewer than 2 strengths without blur"))
+            verdicts.append(not_checked("accuracy increases with color strength",
+                                        "fewer than 2 strengths without blur"))
         blur = [k for k in cells if k[1] and (k[0], False) in cells]
         if blur:
             k = max(blur)

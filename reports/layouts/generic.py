@@ -41,4 +41,5 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
         return fig
 
     return KindReport(kind="generic", title=f"{metric} per point of the grid", main=main,
-                      figures=[Figure("metric_vs_axis", f"{metric} against the first axis (mean ± std over seeds).", draw)])
+                      figures=[Figure("metric_vs_axis", f"{metric} against the first axis (mean ± std over seeds).",
+                                      draw)])

@@ -7,8 +7,20 @@ from typing import Any
 import pandas as pd
 
 from reports import reference
-from reports.layouts.common import (Cell, Figure, KindReport, accuracy_metric, as_bool, cells_by, est, match, need,
-    ours_vs_paper, paper_report, paper_twin)
+from reports.layouts.common import (
+    Cell,
+    Figure,
+    KindReport,
+    accuracy_metric,
+    as_bool,
+    cells_by,
+    est,
+    match,
+    need,
+    ours_vs_paper,
+    paper_report,
+    paper_twin,
+)
 from reports.layouts.plotting import bars_beside_paper
 from reports.verdicts import Verdict, best_of, check_greater, with_paper
 
@@ -36,12 +48,14 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
         xent = [k for k in cells if k[0] == "nt_xent"]
         others = [cells[k].est for k in cells if k[0] != "nt_xent"]
         if xent and others:
-            verdicts.append(check_greater("NT-Xent beats the other losses", best_of("NT-Xent", [cells[k].est for k in xent]),
+            verdicts.append(check_greater("NT-Xent beats the other losses",
+                                          best_of("NT-Xent", [cells[k].est for k in xent]),
                                           best_of("best other loss", others)))
         for loss, text in (("margin_triplet", "margin triplet"), ("nt_logistic", "NT-Logistic")):
             if (loss, True) in cells and (loss, False) in cells:
                 verdicts.append(check_greater(f"semi-hard negative mining helps {text}",
-                                              est(cells, (loss, True), f"{text} (sh)"), est(cells, (loss, False), text)))
+                                              est(cells, (loss, True), f"{text} (sh)"),
+                                              est(cells, (loss, False), text)))
         return verdicts
 
     verdicts = with_paper(judge(cells), judge(paper_twin(cells, paper)))

@@ -8,8 +8,21 @@ from typing import Any
 import pandas as pd
 
 from reports import reference
-from reports.layouts.common import (Cell, Figure, KindReport, PaperCells, accuracy_metric, cells_by, match,
-    matched_frame, need, ours_paper, paper_report, paper_twin, paper_value)
+from reports.layouts.common import (
+    Cell,
+    Figure,
+    KindReport,
+    PaperCells,
+    accuracy_metric,
+    cells_by,
+    match,
+    matched_frame,
+    need,
+    ours_paper,
+    paper_report,
+    paper_twin,
+    paper_value,
+)
 from reports.layouts.plotting import new_fig
 from reports.verdicts import Estimate, Verdict, check_greater, estimate, mean_of, missing, with_paper
 
@@ -72,8 +85,10 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
         if not accuracy_metric(metric):
             return []
         common = sorted({d for (h, d) in cells if h == "linear"} & {d for (h, d) in cells if h == "nonlinear"})
-        lin = mean_of("linear (mean over dims)", [cells[("linear", d)].est for d in common]) if common else missing("linear")
-        non = mean_of("nonlinear (mean over dims)", [cells[("nonlinear", d)].est for d in common]) if common else missing("nonlinear")
+        lin = (mean_of("linear (mean over dims)", [cells[("linear", d)].est for d in common]) if common
+               else missing("linear"))
+        non = (mean_of("nonlinear (mean over dims)", [cells[("nonlinear", d)].est for d in common]) if common
+               else missing("nonlinear"))
         return [
             check_greater("nonlinear head beats linear by more than 3 points", non, lin, margin=3.0),
             check_greater("linear head beats no head", lin, none_est),
@@ -94,7 +109,8 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
                     pts = sorted((d, v[0], math.nan) for (hh, d), v in paper.items() if hh == h)
                 if pts:
                     xs, ys, es = zip(*pts)
-                    ax.errorbar(xs, ys, yerr=[e if e == e else 0 for e in es], marker="o", capsize=3, label=h, color=color)
+                    ax.errorbar(xs, ys, yerr=[e if e == e else 0 for e in es], marker="o", capsize=3, label=h,
+                                color=color)
             none_value = (none_cell.est.mean if none_cell else math.nan) if source == "ours" else (
                 paper_none[0] if paper_none else math.nan)
             if none_value == none_value:

@@ -22,16 +22,19 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any], direction: str = 
     order; a pruned or failed trial shows its status where the metric would be."""
     params = axis_columns(df)
     frame = df.sort_values("trial")
-    cols = ["trial", *params, "seed", "status", metric] if metric in df.columns else ["trial", *params, "seed", "status"]
+    cols = (["trial", *params, "seed", "status", metric] if metric in df.columns
+            else ["trial", *params, "seed", "status"])
     table = frame[cols].copy()
-    done = frame[(frame["status"] == "finished") & frame.get(metric, pd.Series(dtype=float)).notna()] if metric in frame else frame.iloc[0:0]
+    done = (frame[(frame["status"] == "finished") & frame.get(metric, pd.Series(dtype=float)).notna()]
+            if metric in frame else frame.iloc[0:0])
     notes = []
     if len(done):
         best = done.loc[done[metric].idxmax() if direction == "maximize" else done[metric].idxmin()]
         notes.append("best trial: " + f"#{int(best['trial'])}, " + ", ".join(f"{p}={_short(best[p])}" for p in params)
                      + f", {metric} = {best[metric]:.2f}")
     if metric in table:
-        table[metric] = [f"{v:.2f}" if s == "finished" and v == v else s for v, s in zip(table[metric], table["status"])]
+        table[metric] = [f"{v:.2f}" if s == "finished" and v == v else s
+                         for v, s in zip(table[metric], table["status"])]
     ranked = table.copy()
     if len(done):
         order = done.sort_values(metric, ascending=direction != "maximize")["trial"].tolist()
@@ -76,5 +79,6 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any], direction: str = 
     return KindReport(
         kind="search", title="Optuna search: trials ranked by the metric", main=ranked, notes=notes,
         figures=[Figure("search_history", "Optimization history: each finished trial and the best so far.", history),
-                 Figure("search_params", "Each searched parameter against the metric (colour: trial number).", scatter)],
+                 Figure("search_params", "Each searched parameter against the metric (colour: trial number).",
+                        scatter)],
     )

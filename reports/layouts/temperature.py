@@ -7,8 +7,20 @@ from typing import Any
 import pandas as pd
 
 from reports import reference
-from reports.layouts.common import (Cell, Figure, KindReport, accuracy_metric, as_bool, cells_by, match, need,
-    ours_text, paper_report, paper_text, paper_twin)
+from reports.layouts.common import (
+    Cell,
+    Figure,
+    KindReport,
+    accuracy_metric,
+    as_bool,
+    cells_by,
+    match,
+    need,
+    ours_text,
+    paper_report,
+    paper_text,
+    paper_twin,
+)
 from reports.layouts.plotting import bars, new_fig, paper_tidy, tidy
 from reports.verdicts import Verdict, best_of, check_greater, mean_of, not_checked, with_paper
 
@@ -28,8 +40,10 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
     cells = cells_by(df, metric, axes, key)
     contrastive = next((m for m in CONTRASTIVE_METRICS if m in df.columns), None)
     ccells = cells_by(df, contrastive, axes, key) if contrastive else {}
-    paper = {(bool(c["normalize"]), float(c["temperature"])): reference.value_of(c["top1"], sec) for c in sec.get("cells", [])}
-    pcontr = {(bool(c["normalize"]), float(c["temperature"])): float(c["contrastive_acc"]) for c in sec.get("cells", [])}
+    paper = {(bool(c["normalize"]), float(c["temperature"])): reference.value_of(c["top1"], sec)
+             for c in sec.get("cells", [])}
+    pcontr = {(bool(c["normalize"]), float(c["temperature"])): float(c["contrastive_acc"])
+              for c in sec.get("cells", [])}
     pcontr_cells = {k: (v, "", "") for k, v in pcontr.items()}  # the (value, source, confidence) form of paper
     matched, ours_only, paper_only = match(cells, paper)
     keys = sorted(set(cells) | set(paper), key=lambda k: (not k[0], k[1]))

@@ -9,14 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ablations.exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from ablations.commands.recipes import add_recipe_option, overrides_with_recipe
 from ablations.data_option import add_data_option, load_with_data
+from ablations.exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from ablations.logs import configure_logging
 from ablations.plan import Plan, make_plan
 from ablations.preflight import check_data, check_study_devices
-from ablations.recipe_commands import add_recipe_option, overrides_with_recipe
 from ablations.yamlfile import ConfigFileError
-
 
 RUN_EPILOG = """\
 examples:
@@ -59,7 +58,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLflow's default, sqlite:///mlflow.db here)")
 
 
-def add_study_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("run", help="run (or resume) every unfinished trial of a study, then print its table",
                        description="Run every trial of a study that is not finished yet, log each to MLflow, "
                        "then print the comparison table.", epilog=RUN_EPILOG,
@@ -68,13 +67,15 @@ def add_study_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("--workers", type=int, default=1, help="trials in parallel on this machine (default 1)")
     p.add_argument("--devices", default="", help="comma-separated devices for the workers, round-robin, "
                    "devices_per_trial of them per worker (e.g. cuda:0,cuda:1; default: each trial's train.device)")
-    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="checkpoints go to RUNS_DIR/STUDY/POINT (default runs)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                   help="checkpoints go to RUNS_DIR/STUDY/POINT (default runs)")
     p.add_argument("--max-trials", type=int, help="stop after this many trials (per worker)")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan; write nothing")
     p.add_argument("--log-checkpoint", action="store_true", help="also store each trial's final checkpoint in MLflow")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in batch jobs)")
     p.add_argument("--grace-period", type=int, default=20, metavar="S",
-                   help="seconds without a heartbeat before another worker takes over a trial whose worker died (default 20)")
+                   help="seconds without a heartbeat before another worker takes over a trial whose worker died "
+                   "(default 20)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("plan", help="list a study's trials, which are done, and what they cost",
@@ -87,10 +88,12 @@ def add_study_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore
                        description="Rebuild a study's table and report from what MLflow holds, or from a "
                        "report folder alone (--from).", epilog=REPORT_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("study", nargs="?", metavar="STUDY", help="a study file or a study name (as shown in MLflow); not with --from")
+    p.add_argument("study", nargs="?", metavar="STUDY",
+                   help="a study file or a study name (as shown in MLflow); not with --from")
     p.add_argument("--from", dest="from_dir", type=Path, metavar="FOLDER",
                    help="rebuild from this report folder (summary.json, tables/trials.csv), without MLflow")
-    p.add_argument("--out", type=Path, metavar="DIR", help="with --from: write the report here (default: FOLDER itself)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="with --from: write the report here (default: FOLDER itself)")
     p.add_argument("--scale", help="with a study file: the scale it was run at")
     p.add_argument("--name", help="the study's name, when it was run with --name")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
@@ -251,8 +254,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _bad(str(exc))
     # imported only now: bad input is reported without loading MLflow and Optuna
     from ablations.engine import PARENT_RUN, EngineOptions, StudyMismatch, load_or_create, make_storage, work
-    from ablations.study_status import close_study_run, mark_running
     from ablations.parallel import assign_devices, run_workers
+    from ablations.study_status import close_study_run, mark_running
     from ablations.tracking import TrackingError, connect
     name = study_name(study, args)
     tracking_uri, storage_url = _uris(args)
@@ -316,7 +319,8 @@ def _check_report_args(args: argparse.Namespace) -> None:
         parser.error("give a STUDY (from MLflow) or --from FOLDER (from a report folder), not both" if args.study
                      else "give a STUDY (from MLflow) or --from FOLDER (from a report folder)")
     if args.from_dir is not None:
-        clash = [o for o, v in (("--scale", args.scale), ("--name", args.name), ("--tracking-uri", args.tracking_uri)) if v]
+        clash = [o for o, v in (("--scale", args.scale), ("--name", args.name), ("--tracking-uri", args.tracking_uri))
+                 if v]
         if clash:
             parser.error(f"{', '.join(clash)}: only with a STUDY, not with --from")
     elif args.out is not None:
@@ -370,7 +374,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from reports.trials import load_trials
 
     if load_trials(tracking_uri, name).empty:
-        return _bad(f"study '{name}': no trials in MLflow at {tracking_uri} (names there: {', '.join(_study_names(tracking_uri)) or 'none'})")
+        return _bad(f"study '{name}': no trials in MLflow at {tracking_uri} "
+                    f"(names there: {', '.join(_study_names(tracking_uri)) or 'none'})")
     return print_table(tracking_uri, name, metric)
 
 

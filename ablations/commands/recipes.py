@@ -10,11 +10,10 @@ from typing import Any
 
 import yaml
 
-from ablations.exit_codes import EXIT_BAD_INPUT
 from ablations.data_option import add_data_option, load_run_config_with_data
+from ablations.exit_codes import EXIT_BAD_INPUT
 from ablations.yamlfile import ConfigFileError, parse_assignments
 from core.recipes import RECIPE_KEY, RecipeError, load_recipe, recipe_names
-
 
 RECIPES_EPILOG = """\
 examples:
@@ -53,7 +52,7 @@ def overrides_with_recipe(assignments: list[str], recipe: str | None) -> dict[st
     return overrides
 
 
-def add_recipe_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("recipes", help="list the named recipes and their sources, or what one sets",
                        description="The named recipes (core/recipes/*.yaml): published training setups as "
                        "run-config fields, each value with the source line that states it.",

@@ -14,7 +14,7 @@ import torch
 
 from ablations.bench.dataset import SYNTHETIC
 from ablations.bench.options import CIFAR_TRAIN_IMAGES, BenchOptions
-from ablations.bench.report import format_result, write_json
+from ablations.bench.report import format_bench_result, write_json
 from ablations.bench.run import run_bench
 from ablations.data_option import DATA_ENV, add_data_option
 from ablations.exit_codes import EXIT_BAD_INPUT, EXIT_OK
@@ -42,11 +42,13 @@ DATA_HELP = (
 
 
 def _add_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="CPU-sized run of a few minutes (fewer iterations, end-to-end batch 128 and 2 steps on CPU)")
+    p.add_argument("--quick", action="store_true",
+                   help="CPU-sized run of a few minutes (fewer iterations, end-to-end batch 128 and 2 steps on CPU)")
     p.add_argument("--json", dest="json_out", type=Path, help="also write every measurement to this JSON file")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--batch-size", type=int, help="end-to-end batch (default 512; 128 with --quick on CPU)")
-    p.add_argument("--steps", type=int, help="timed end-to-end steps per pipeline (default 50; 10 quick; 2 quick on CPU)")
+    p.add_argument("--steps", type=int,
+                   help="timed end-to-end steps per pipeline (default 50; 10 quick; 2 quick on CPU)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the torchvision pipeline (default 2)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     # ablations.data_option.add_data_option's parsing, with words for the bench instead of a study's
@@ -58,10 +60,15 @@ def _add_options(p: argparse.ArgumentParser) -> None:
         "(CUDA graphs too), max-autotune, max-autotune-no-cudagraphs",
     )
     p.add_argument("--profile", action="store_true", help="also profile one step of (a) and print where the time goes")
-    p.add_argument("--numerics-encoder", default="resnet_small", help="encoder of the numerics comparison (defaults vs forced fp32 NCHW); 'none' skips it (default resnet_small)")
-    p.add_argument("--numerics-width", type=int, default=16, help="width of a resnet_small numerics encoder (default 16)")
-    p.add_argument("--numerics-batch", type=int, help="batch of the numerics comparison (default 256 on CPU, 512 on CUDA)")
-    p.add_argument("--numerics-steps", type=int, help="timed steps per round of the numerics comparison (default 3 on CPU, 20 on CUDA)")
+    p.add_argument("--numerics-encoder", default="resnet_small",
+                   help="encoder of the numerics comparison (defaults vs forced fp32 NCHW); 'none' skips it "
+                   "(default resnet_small)")
+    p.add_argument("--numerics-width", type=int, default=16,
+                   help="width of a resnet_small numerics encoder (default 16)")
+    p.add_argument("--numerics-batch", type=int,
+                   help="batch of the numerics comparison (default 256 on CPU, 512 on CUDA)")
+    p.add_argument("--numerics-steps", type=int,
+                   help="timed steps per round of the numerics comparison (default 3 on CPU, 20 on CUDA)")
     # for tests: keep the run tiny
     p.add_argument("--aug-seconds", type=float, help=argparse.SUPPRESS)
     p.add_argument("--per-image-count", type=int, help=argparse.SUPPRESS)
@@ -97,13 +104,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except (ConfigFileError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(format_result(result))
+    print(format_bench_result(result))
     if args.json_out is not None:
         write_json(result, args.json_out)
     return EXIT_OK
 
 
-def add_bench_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``bench`` on the ``python -m ablations`` subparsers."""
     p = sub.add_parser(
         "bench",

@@ -17,11 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from ablations.exit_codes import EXIT_BAD_INPUT
 from ablations.data_option import add_data_option, load_run_config_with_data
+from ablations.exit_codes import EXIT_BAD_INPUT
 from ablations.logs import configure_logging
 from ablations.yamlfile import ConfigFileError
-
 
 BUILD_DESCRIPTION = """\
 Decode an ImageFolder tree (train/ and val/ or test/, one folder per class) or a .tar.gz of one into
@@ -39,7 +38,8 @@ examples:
   python -m ablations data build --data ~/imagenet --set data.image_size=160
   python -m ablations data build --data ~/imagenet --set data.image_size=224 --set data.classes=imagenet100
   python -m ablations data build --data ~/imagenet.tar.gz --set data.image_size=160 --workers 8
-  python -m ablations data build configs/cifar10_cpu_small.yaml --data ~/cifar10-jpeg.tar.gz   # the store a run config reads
+  python -m ablations data build configs/cifar10_cpu_small.yaml --data ~/cifar10-jpeg.tar.gz\
+   # the store a run config reads
 
 data.classes takes a list ([n01440764, n01443537]), a text file with one class name per line, or
 the built-in imagenet100 (the 100 classes of CMC, Tian et al. 2019). Labels follow the sorted class
@@ -48,7 +48,7 @@ Exit status: 0 built (or already there), 2 bad input (missing path, malformed tr
 """
 
 
-def add_data_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``data`` (with its one action, ``build``) on the top-level parser."""
     p = sub.add_parser("data", help="build the on-disk data store of an ImageFolder tree ahead of training",
                        description="Prepare datasets ahead of training.")
@@ -56,7 +56,8 @@ def add_data_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     b = actions.add_parser("build", help="decode an ImageFolder tree or .tar.gz into the store training reads",
                            description=BUILD_DESCRIPTION, epilog=BUILD_EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    b.add_argument("config", nargs="?", type=Path, help="run config YAML whose data section to use (default: the defaults)")
+    b.add_argument("config", nargs="?", type=Path,
+                   help="run config YAML whose data section to use (default: the defaults)")
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field, e.g. data.image_size=160 or data.classes=imagenet100 (repeatable)")
     add_data_option(b)
@@ -99,7 +100,8 @@ def report(entry: Path, per_class: bool) -> list[str]:
     skipped, truncated = len(meta.get("skipped", [])), len(meta.get("truncated", []))
     lines = [
         f"store: {entry}",
-        f"size on disk: {_size(size)} (train {shape[0]:,} and test {n_test:,} images of {'x'.join(map(str, shape[1:]))} uint8)",
+        f"size on disk: {_size(size)} (train {shape[0]:,} and test {n_test:,} images of "
+        f"{'x'.join(map(str, shape[1:]))} uint8)",
         f"classes: {len(classes)}; images per class: train {_spread(counts['train'])}, test {_spread(counts['test'])}",
         f"skipped: {skipped} file(s) that could not be decoded; {truncated} truncated file(s) decoded in part"
         + " (meta.json lists both)",
