@@ -156,7 +156,7 @@ def load_or_create(
         return opt
     parent = None
     try:
-        exp_id = tracking.experiment_id(client, name)
+        exp_id = tracking.experiment_id(client, name, study.description.strip())
         parent = tracking.create_parent_run(
             client, exp_id, name, {"study": name, "git_commit": tracking.git_commit(), "fingerprint": fp,
                                    **({RECIPE_KEY: study.recipe} if study.recipe else {})}
@@ -632,7 +632,7 @@ def work(study: Study | Plan, name: str, options: EngineOptions, started_at: flo
     client = tracking.connect(options.tracking_uri)
     storage = make_storage(options.storage, options, client)
     opt = load_or_create(plan, name, storage, client)
-    exp_id = tracking.experiment_id(client, name)
+    exp_id = tracking.experiment_id(client, name, plan.study.description.strip())
     report = WorkerReport()
     ran = 0
     while options.max_trials is None or ran < options.max_trials:

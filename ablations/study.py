@@ -32,6 +32,7 @@ of its axis, not hours later. Nothing here touches data or torch.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import itertools
 import json
@@ -527,10 +528,12 @@ def _apply_scale(raw: dict[str, Any], scale: str | None, locator: _Locator) -> N
     if scale is None:
         return
     if scale not in scales:
-        available = ", ".join(scales) or "none"
-        raise ConfigFileError(
-            f"{locator.where(('scales',))}: --scale {scale}: no such scale in this study (available: {available})"
-        )
+        where = locator.where(("scales",))
+        if not scales:
+            raise ConfigFileError(f"{where}: --scale {scale}: this study (and the files it extends) defines no scales")
+        close = difflib.get_close_matches(scale, list(scales), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigFileError(f"{where}: --scale {scale}: no such scale (available: {', '.join(scales)}){hint}")
     spec = scales[scale]
     for key, value in spec.items():
         at = ("scales", scale, key)

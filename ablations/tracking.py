@@ -121,20 +121,34 @@ def _pg_advisory_lock(uri: str) -> Iterator[None]:
         engine.dispose()
 
 
-def experiment_id(client: MlflowClient, name: str) -> str:
-    """The experiment called ``name``, created if missing (safe when two processes race to create it)."""
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+"""MLflow 3 opens an experiment without this tag on its GenAI overview (traces, a pop-up asking for
+the experiment's type); with it, on the runs. The value is the UI's classic model-training kind."""
+NOTE_TAG = "mlflow.note.content"  # the description MLflow shows for an experiment or a run
+
+
+def experiment_id(client: MlflowClient, name: str, description: str = "") -> str:
+    """The experiment called ``name``, created if missing (safe when two processes race to create
+    it), marked as a model-training experiment and described (also an experiment made before)."""
     found = client.get_experiment_by_name(name)
     if found is not None:
         if found.lifecycle_stage == "deleted":
             client.restore_experiment(found.experiment_id)
-        return found.experiment_id
-    try:
-        return client.create_experiment(name)
-    except MlflowException:
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
+        exp_id = found.experiment_id
+    else:
+        try:
+            exp_id = client.create_experiment(name)
+        except MlflowException:
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            exp_id = found.experiment_id
+    tags = (found.tags if found is not None else {}) or {}
+    if tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+        client.set_experiment_tag(exp_id, *EXPERIMENT_KIND)
+    if description and tags.get(NOTE_TAG) != description:
+        client.set_experiment_tag(exp_id, NOTE_TAG, description)
+    return exp_id
 
 
 def git_commit() -> str:

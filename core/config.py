@@ -1,11 +1,12 @@
 """The typed run config: one validated object describes one SimCLR training run.
 
-Defaults follow the paper's CIFAR-10 setting (Appendix B.9 and the official
-repository's CIFAR recipe, see ``../shared/paper_reference.yaml``): ResNet-18
-with the CIFAR stem, crop+flip then color distortion of strength 0.5 and no
-blur, a 2-layer MLP head to 128-d, NT-Xent with temperature 0.5, LARS with
-base lr 1.0 scaled linearly with the batch (lr = 1.0 * B / 256), weight decay
-1e-6, 10 warmup epochs then cosine decay, batch 512, 1000 epochs.
+Defaults are the recipe ``official_v1_cifar10`` (``core/recipes/``: the first README's CIFAR-10
+command of google-research/simclr, with the paper's Appendix B.9; the paper's numbers are in
+``reports/paper_reference.yaml``): ResNet-18 with the CIFAR stem, crop+flip then color distortion
+of strength 0.5 and no blur, a Linear-BN-ReLU-Linear head to 128-d, NT-Xent with temperature
+0.5, LARS with base lr 1.0 scaled linearly with the batch (lr = 1.0 * B / 256), weight decay
+1e-6, 10 warmup epochs then cosine decay, batch 512, 1000 epochs. Every field added since keeps
+the old behaviour as its default (``ADDED_LATER``).
 
 Every field is validated (unknown keys are rejected), so a typo in a config
 file is an error, not a silently ignored setting.

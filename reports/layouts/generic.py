@@ -31,11 +31,18 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
         tidy = df[df["status"] == "finished"].copy() if metric in df else df.iloc[0:0]
         if axes and len(tidy):
             x = axes[0]
+            numeric = pd.api.types.is_numeric_dtype(tidy[x])
             tidy[x] = tidy[x].astype(str)
             hue = axes[1] if len(axes) > 1 else None
             if hue:
                 tidy[hue] = tidy[hue].astype(str)
-            sns.pointplot(data=tidy, x=x, y=metric, hue=hue, errorbar="sd", ax=ax, capsize=0.1)
+            # names (recipes, op lists) are categories: no line joins them, and their labels turn
+            sns.pointplot(data=tidy, x=x, y=metric, hue=hue, errorbar="sd", ax=ax, capsize=0.1,
+                          linestyle="-" if numeric else "none")
+            if not numeric:
+                ax.tick_params(axis="x", labelrotation=25)
+                for label in ax.get_xticklabels():
+                    label.set_horizontalalignment("right")
         ax.set_title(f"{metric} against {axes[0] if axes else '(no axis)'}")
         fig.tight_layout()
         return fig
