@@ -56,8 +56,10 @@ from ablations.optuna_access import (
     trial_id_of,
     trials_of,
 )
-from ablations.plan import Plan, PlannedTrial, as_plan
+from ablations.plan import Plan, PlannedTrial, as_plan, changed_fields, identity, point_run_dir
+from ablations.progress import Counts, StudyProgress
 from ablations.pruning import PruningCallback, pruned_epoch
+from ablations.stopping import interruption
 from ablations.study import Point, Study
 from core.config import RunConfig
 from core.recipes import RECIPE_KEY
@@ -72,6 +74,7 @@ STALE = "worker stopped sending heartbeats"
 FINGERPRINT = "fingerprint"
 PARENT_RUN = "mlflow_parent_run_id"
 READY = "ready"
+DEFINITION = "definition"  # study user attr: plan.identity of the definition it was created from
 
 
 class StudyMismatch(ValueError):
@@ -148,11 +151,7 @@ def load_or_create(
         opt = optuna.load_study(**kwargs)
         _wait_ready(opt, name, wait_s)
         if opt.user_attrs.get(FINGERPRINT) != fp:
-            raise StudyMismatch(
-                f"the storage already holds a study named '{name}' built from a different study "
-                "definition (base config, axes or repeats changed); run it under another name with "
-                "--name, or delete the old one (optuna delete-study --study-name ... --storage ...)"
-            ) from None
+            raise StudyMismatch(_mismatch_message(name, opt.user_attrs.get(DEFINITION), plan)) from None
         return opt
     parent = None
     try:
@@ -163,6 +162,10 @@ def load_or_create(
         )
         client.log_text(parent, study.text, Path(study.source).name if study.source else "study.yaml")
         opt.set_user_attr(FINGERPRINT, fp)
+        opt.set_user_attr(DEFINITION, identity(study))  # what a changed definition is compared with
+        with warnings.catch_warnings():  # experimental in some Optuna versions
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            opt.set_metric_names([study.metric])  # named in optuna-dashboard, not "Objective 0"
         opt.set_user_attr(PARENT_RUN, parent)
         opt.set_user_attr("description", study.description)
         opt.set_user_attr("metric", study.metric)
@@ -175,6 +178,19 @@ def load_or_create(
     return opt
 
 
+def _mismatch_message(name: str, stored: dict[str, Any] | None, plan: Plan) -> str:
+    """The refusal of a changed definition under a stored name: which fields differ, what to do."""
+    if stored is None:
+        what = "a different study definition (it was created before definitions were recorded)"
+    else:
+        changed = changed_fields(stored, identity(plan.study))
+        shown = "; ".join(changed[:8]) + (f"; and {len(changed) - 8} more" if len(changed) > 8 else "")
+        what = f"a different study definition ({shown})"
+    return (f"the storage already holds a study named '{name}' built from {what}. Run this definition "
+            f"under another name (--name NEW), or remove the stored study everywhere it lives "
+            f"(python -m ablations delete {name}, with the same --storage/--tracking-uri/--runs-dir) and run again")
+
+
 def _undo_creation(name: str, storage: RDBStorage, client: Any, parent: str | None) -> None:
     """Ctrl-C (or an error) while the study is being created: delete the half-made study, so the
     next ``run`` creates it afresh instead of waiting for a creator that is gone. No trial has run
@@ -184,7 +200,8 @@ def _undo_creation(name: str, storage: RDBStorage, client: Any, parent: str | No
         if parent is not None:
             client.delete_run(parent)  # it holds only the study file; the next creation logs it again
     except Exception as exc:  # the original error matters more; say what is left to clean
-        log.warning("could not remove the half-created study '%s' (%s): delete it with optuna delete-study", name, exc)
+        log.warning("could not remove the half-created study '%s' (%s): remove it with "
+                    "python -m ablations delete %s --yes", name, exc, name)
 
 
 def _wait_ready(opt: optuna.Study, name: str, wait_s: float) -> None:
@@ -193,7 +210,7 @@ def _wait_ready(opt: optuna.Study, name: str, wait_s: float) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(
                 f"study '{name}' exists in the storage but was never fully created (its creator "
-                "died while enqueuing); delete it with optuna delete-study and run again"
+                f"died while enqueuing); remove it with python -m ablations delete {name} --yes and run again"
             )
         time.sleep(0.5)
 
@@ -428,17 +445,18 @@ def run_trial(
     exp_id: str,
     options: EngineOptions,
     report: WorkerReport,
-) -> None:
-    """Train and evaluate one claimed trial; record the outcome in MLflow first, then in Optuna."""
+) -> tuple[str, str]:
+    """Train and evaluate one claimed trial; record the outcome in MLflow first, then in Optuna.
+    Returns the trial's label and its outcome in words, for the study's progress line."""
     study = plan.study
     params, seed, key, label, config = trial_point(trial, plan)
+    run_dir = point_run_dir(options.runs_dir / opt.study_name, key, config)  # before the device override
     overrides: dict[str, Any] = {"progress": options.progress}
     devices = options.device.split(",") if options.device else []
     if devices:  # a group of several takes its GPUs through CUDA_VISIBLE_DEVICES, rank r -> cuda:r
         overrides["device"] = devices[0] if len(devices) == 1 else devices[0].split(":")[0]
     config = config.model_copy(update={"train": config.train.model_copy(update=overrides)})
     RunConfig.model_validate(config.model_dump())  # the device override must still be valid
-    run_dir = options.runs_dir / opt.study_name / key
     tags = {
         "study": opt.study_name,
         "trial": str(trial.number),
@@ -461,7 +479,7 @@ def run_trial(
         log.error("trial %d failed: %s", trial.number, reason)
         _fail(opt, trial, client, trial.user_attrs.get("mlflow_run_id"), reason, not_before=time.time())
         report.failed.append((trial.number, reason))
-        return
+        return label, f"failed ({reason})"
     log.info("trial %d: %s", trial.number, label)
     try:
         result = _train_and_finish(opt, trial, config, run_dir, client, run_id, options, study, devices)
@@ -469,14 +487,14 @@ def run_trial(
         tracking.finish_run(client, run_id, "KILLED", f"pruned: {exc}", pruned_epoch=pruned_epoch(exc))
         opt.tell(trial, state=TrialState.PRUNED)
         report.pruned.append(trial.number)
-        return
+        return label, f"pruned at epoch {pruned_epoch(exc)}"
     except TrialTakenOver as exc:
         log.error("trial %d: %s", trial.number, exc)
         _record_failed_run(client, run_id, trial.number, str(exc))
         report.failed.append((trial.number, str(exc)))
-        return
-    except KeyboardInterrupt:
-        reason = "interrupted (Ctrl-C); resumes from its last checkpoint on the next run"
+        return label, "taken over by another worker"
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (ablations.stopping)
+        reason = f"{interruption(exc)}; resumes from its last checkpoint on the next run"
         _fail(opt, trial, client, run_id, reason, not_before=0.0)
         raise
     except Exception as exc:
@@ -484,11 +502,30 @@ def run_trial(
     else:
         opt.tell(trial, result.metrics[study.metric])  # finite: _train_and_finish checked it
         report.completed.append(trial.number)
-        return
+        return label, _finished_text(study.metric, result)
     # out of the except block, so the exception's frames (and the tensors they hold) can be freed
     log.error("trial %d failed: %s", trial.number, reason)
     _fail(opt, trial, client, run_id, reason, not_before=time.time())
     report.failed.append((trial.number, reason))
+    return label, "failed (retried by the next run)"
+
+
+def _finished_text(metric: str, result: TrainResult) -> str:
+    """'finished: linear_top1 40.40, 12.1 s/epoch'."""
+    epochs = [h["epoch_time_s"] for h in result.history if "epoch_time_s" in h]
+    per_epoch = f", {sum(epochs) / len(epochs):.1f} s/epoch" if epochs else ""
+    return f"finished: {metric} {result.metrics[metric]:.2f}{per_epoch}"
+
+
+def study_counts(opt: optuna.Study, plan: Plan) -> Counts:
+    """The study's points done (a finished or pruned trial), running and still to run."""
+    trials = trials_of(opt)
+    total = plan.study.search.n_trials if plan.study.search is not None else len(plan.trials)
+    ended = (TrialState.COMPLETE, TrialState.PRUNED)
+    done_keys = {t.user_attrs.get("key", t.number) for t in trials if t.state in ended}
+    running = sum(1 for t in trials if t.state == TrialState.RUNNING)
+    done = min(total, len(done_keys))
+    return Counts(done=done, running=running, todo=max(0, total - done - running))
 
 
 def _open_run(
@@ -634,6 +671,7 @@ def work(study: Study | Plan, name: str, options: EngineOptions, started_at: flo
     opt = load_or_create(plan, name, storage, client)
     exp_id = tracking.experiment_id(client, name, plan.study.description.strip())
     report = WorkerReport()
+    progress = StudyProgress(workers=max(1, others_running(opt) + 1))
     ran = 0
     while options.max_trials is None or ran < options.max_trials:
         trial = claim(opt, plan.study, started_at, client)
@@ -642,6 +680,12 @@ def work(study: Study | Plan, name: str, options: EngineOptions, started_at: flo
                 break
             time.sleep(options.poll_s)  # another worker's trial may yet die and come back
             continue
-        run_trial(opt, trial, plan, client, exp_id, options, report)
+        started = time.monotonic()
+        label, outcome = run_trial(opt, trial, plan, client, exp_id, options, report)
+        seconds = time.monotonic() - started
+        if outcome.startswith("finished"):
+            progress.finished(seconds)
+        number = trial.params.get("point", trial.number)  # a grid trial's point, a search's trial
+        log.info("%s", progress.line(number, label, outcome, seconds, study_counts(opt, plan)))
         ran += 1
     return report

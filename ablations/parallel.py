@@ -15,6 +15,7 @@ from typing import Any
 
 from ablations.engine import EngineOptions, WorkerReport, work
 from ablations.plan import load_plan
+from ablations.stopping import Terminated, raise_on_sigterm
 from ablations.study import load_study
 
 
@@ -36,6 +37,7 @@ def _worker(
 
     from ablations.logs import configure_logging
 
+    raise_on_sigterm()  # a scheduler's SIGTERM reaches every worker: each re-queues its trial
     configure_logging(prefix=f"[worker {os.getpid()}] ")  # a spawned process starts with no logging set up
     torch.set_num_threads(threads)  # N CPU workers share the cores instead of oversubscribing them
     plan = load_plan(Path(study_path), overrides, scale)  # this process's own copy of the plan
@@ -71,7 +73,11 @@ def run_workers(
     try:
         for proc in procs:
             proc.join()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):  # only this process got it (kill PID): pass it on
+            for proc in procs:
+                if proc.is_alive():
+                    proc.terminate()
         for proc in procs:
             proc.join(timeout=60)
         raise

@@ -17,6 +17,7 @@ from typing import Any
 
 from ablations.study import Point, Study, load_study, points, trial_config, trial_recipe
 from core.config import RunConfig, identity_exclusions
+from core.dotted import flatten
 from core.recipes import RECIPE_KEY, load_recipe
 
 NEUTRAL_TRAIN = {"progress", "log_every", "device", "checkpoint"}
@@ -72,8 +73,9 @@ def varied_recipes(study: Study) -> list[str]:
     return sorted(set(names))
 
 
-def fingerprint(study: Study) -> str:
-    """Hash of everything that decides the trials' results; progress bars, devices and data paths excluded."""
+def identity(study: Study) -> dict[str, Any]:
+    """Everything that decides the trials' results (JSON data): the base config without progress
+    bars, devices and data paths, the axes, repeats and search, and a varied recipe's fields."""
     exclude = identity_exclusions(study.base, {"train": NEUTRAL_TRAIN, "data": NEUTRAL_DATA})
     base = study.base.model_dump(mode="json", exclude=exclude)
     axes = {
@@ -86,7 +88,54 @@ def fingerprint(study: Study) -> str:
     varied = varied_recipes(study)
     if varied:  # a varied recipe is its fields: a recipe file that changes makes another study
         axes["recipes"] = {n: load_recipe(n).values for n in varied}
-    return hashlib.sha256(json.dumps(axes, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json.loads(json.dumps(axes, default=str))
+
+
+def fingerprint(study: Study) -> str:
+    """Hash of ``identity``: two studies with the same fingerprint run the same trials."""
+    return hashlib.sha256(json.dumps(identity(study), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def changed_fields(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The dotted fields whose values differ between two ``identity`` dicts, each with both values
+    ('base.train.epochs: 10 -> 5'), for a refusal that says what changed."""
+    old, new = flatten(stored), flatten(current)
+    return [f"{k}: {_short(old.get(k, '(absent)'))} -> {_short(new.get(k, '(absent)'))}"
+            for k in sorted(set(old) | set(new)) if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
+
+
+_ABSENT = object()
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def trial_digest(config: RunConfig) -> str:
+    """Short hash of what decides one trial's result (the fields ``identity`` keeps): part of its
+    run directory's name, so a point whose config changed never meets an old checkpoint."""
+    exclude = identity_exclusions(config, {"train": NEUTRAL_TRAIN, "data": NEUTRAL_DATA})
+    return hashlib.sha256(config.model_dump_json(exclude=exclude).encode()).hexdigest()[:8]
+
+
+def point_run_dir(study_dir: Path, key: str, config: RunConfig) -> Path:
+    """``STUDY_DIR/KEY-DIGEST``: the point's run directory, named by its key and its config.
+
+    Directories were once named by the key alone: such a directory whose checkpoint was written by
+    this very config is renamed to the new name (the trial resumes from it); one written by another
+    config is left alone, and the trial starts afresh in its own directory.
+    """
+    from core.trainer import saved_config  # torch: only when a trial runs
+
+    digest = trial_digest(config)
+    current = study_dir / f"{key}-{digest}"
+    legacy = study_dir / key
+    if not current.exists() and legacy.is_dir():
+        saved = saved_config(legacy)
+        if saved is not None and trial_digest(saved) == digest:
+            legacy.rename(current)
+    return current
 
 
 def make_plan(study: Study) -> Plan:

@@ -1,11 +1,14 @@
 """The MLflow parent run of a study says what the study is doing: RUNNING while a `run` works on it,
 FINISHED once every trial has ended (failed and pruned ones included; a failed trial's retry, which
-waits for the next `run`, does not keep it open), KILLED when the `run` was
-interrupted. The Optuna study is the source of truth for trial states; this module only mirrors it
-onto the parent run, with the counts and the best value as metrics and the study's description as
-the run's note (``mlflow.note.content``, what `mlflow ui` shows first), and the study's axes as
-params (``axis.<path>``: the values a grid/zip varies, ``search.<path>``: a searched range), so the
-parent run alone says what was compared. The per-point means are the report's ``tables/summary.csv``,
+waits for the next `run`, does not keep it open), KILLED when the `run` was interrupted, and KILLED
+with ``ablations.status=partial`` when a `run` stopped early (``--max-trials``) with trials left
+that no process works on: a study is never RUNNING unless some process runs one of its trials.
+
+The Optuna study is the source of truth for trial states; this module only mirrors it onto the
+parent run, with the counts and the best value as metrics and the study's description as the run's
+note (``mlflow.note.content``, what `mlflow ui` shows first), and the study's axes as params
+(``axis.<path>``: the values a grid/zip varies, ``search.<path>``: a searched range), so the parent
+run alone says what was compared. The per-point means are the report's ``tables/summary.csv``,
 which the report logs to the same run.
 
 A study worked on from several machines: each `run` marks the parent RUNNING when it starts and, when
@@ -72,6 +75,7 @@ def summary(opt: optuna.Study) -> dict[str, float]:
         "trials_failed": states.count(TrialState.FAIL),
         "trials_pruned": states.count(TrialState.PRUNED),
         "trials_open": sum(states.count(s) for s in _OPEN) - deferred,
+        "trials_running": states.count(TrialState.RUNNING),
         "retries_waiting": deferred,
     }
     metrics = {k: float(v) for k, v in counts.items()}
@@ -83,16 +87,26 @@ def summary(opt: optuna.Study) -> dict[str, float]:
 
 
 def close_study_run(client: Any, opt: optuna.Study, parent_run_id: str, interrupted: bool) -> str:
-    """Log the summary; then KILLED if interrupted, FINISHED if no trial is open, else stay RUNNING.
-    Returns the status the parent run is left in."""
+    """Log the summary, then end the parent run as what the study now is, and return that:
+
+    - ``killed``: this `run` was interrupted (Ctrl-C, SIGTERM); MLflow status KILLED;
+    - ``finished``: no trial is left to run; FINISHED;
+    - ``running``: another process still runs a trial of it; the run stays RUNNING for that one to close;
+    - ``partial``: trials are left but no process works on them (``--max-trials``); KILLED, since
+      MLflow has no partial state, with the tag ``ablations.status=partial``.
+    """
     metrics = summary(opt)
-    client.log_batch(parent_run_id, metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in metrics.items()],
-                     tags=[RunTag("ablations.open_trials", str(int(metrics["trials_open"])))])
     if interrupted:
-        status = "KILLED"
-    elif metrics["trials_open"]:
-        return "RUNNING"
+        state, status = "killed", "KILLED"
+    elif not metrics["trials_open"]:
+        state, status = "finished", "FINISHED"
+    elif metrics["trials_running"]:
+        state, status = "running", None
     else:
-        status = "FINISHED"
-    client.set_terminated(parent_run_id, status=status)
-    return status
+        state, status = "partial", "KILLED"
+    client.log_batch(parent_run_id, metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in metrics.items()],
+                     tags=[RunTag("ablations.open_trials", str(int(metrics["trials_open"]))),
+                           RunTag("ablations.status", state)])
+    if status is not None:
+        client.set_terminated(parent_run_id, status=status)
+    return state

@@ -73,3 +73,15 @@ def with_paths(data: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     for dotted, value in values.items():
         set_path(out, dotted, value)
     return out
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"loss": {"temperature": 0.5}}`` -> ``{"loss.temperature": 0.5}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out

@@ -54,6 +54,19 @@ def _with_defaults(saved: Any, defaults: Any) -> Any:
     return {**saved, **{k: _with_defaults(saved.get(k, v), v) for k, v in defaults.items()}}
 
 
+def saved_config(run_dir: Path) -> RunConfig | None:
+    """The run config the newest undamaged checkpoint in ``run_dir`` was written by (a field newer
+    than the checkpoint at its default), or None when there is no usable checkpoint."""
+    found = checkpoint.load_latest_good(Path(run_dir) / CHECKPOINT_NAME, warn=lambda msg: None)
+    if found is None:
+        return None
+    saved = _with_defaults(json.loads(found[0]["config"]), json.loads(RunConfig().model_dump_json()))
+    try:
+        return RunConfig.model_validate(saved)
+    except ValueError:  # written by a version whose fields no longer validate
+        return None
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the run cannot continue."""
 

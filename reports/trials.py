@@ -7,6 +7,7 @@ printed after a crash or on another machine says the same as one printed at the 
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import pandas as pd
 
 ROLE_TAG = "ablations.role"
+CURVE_METRICS = ("loss", "knn_top1")
+"""The per-epoch metrics a report draws as learning curves (logged by the trainer's ``on_epoch_end``)."""
 STATUS_ORDER = {"FINISHED": 0, "RUNNING": 1, "KILLED": 2, "FAILED": 3}
 STRING_COLUMNS = ("status", "failure_reason", "point", "run_id", "device", "numerics", "git_commit")
 """Text however it looks: a point key ``1234e56789`` or a commit ``0123456`` must not turn into a number."""
@@ -35,8 +38,51 @@ def _decode(raw: str) -> Any:
         return raw
 
 
-def load_trials(tracking_uri: str, study_name: str) -> pd.DataFrame:
-    """Every trial run of ``study_name``: the latest attempt per point, finished attempts first.
+PARENT_ID_TAG = "mlflow.parentRunId"
+FINGERPRINT_TAG = "fingerprint"
+"""The study run's tag naming its definition (``ablations.plan.fingerprint``): trials under a study
+run of another fingerprint belong to an older definition of the study."""
+
+
+def _all_runs(client: Any, exp_id: str, filter_string: str, order_by: list[str] | None = None) -> list[Any]:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([exp_id], filter_string=filter_string, max_results=1000, page_token=token,
+                                  order_by=order_by)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def study_runs(client: Any, exp_id: str, fingerprint: str | None = None) -> tuple[str | None, list[Any]]:
+    """The study (parent) runs of the current definition, latest first, and that definition's fingerprint.
+
+    ``fingerprint`` None: the fingerprint of the most recently started study run of the experiment
+    (what the study file now defines). Study runs without a fingerprint tag (made before the engine
+    recorded one) count as one definition whose fingerprint is None.
+    """
+    return _current(_study_runs_latest_first(client, exp_id), fingerprint)
+
+
+def _study_runs_latest_first(client: Any, exp_id: str) -> list[Any]:
+    return _all_runs(client, exp_id, f"tags.`{ROLE_TAG}` = 'study'", ["attributes.start_time DESC"])
+
+
+def _current(runs: list[Any], fingerprint: str | None) -> tuple[str | None, list[Any]]:
+    if fingerprint is None and runs:
+        fingerprint = runs[0].data.tags.get(FINGERPRINT_TAG)
+    return fingerprint, [r for r in runs if r.data.tags.get(FINGERPRINT_TAG) == fingerprint]
+
+
+def load_trials(tracking_uri: str, study_name: str, fingerprint: str | None = None) -> pd.DataFrame:
+    """Every trial run of ``study_name``'s current definition: the latest attempt per point, finished attempts first.
+
+    Only trials whose parent run (tag ``mlflow.parentRunId``) is a study run carrying the tag
+    ``fingerprint`` equal to ``fingerprint`` are read; ``fingerprint`` None means the fingerprint of
+    the most recently started study run (:func:`study_runs`), so the runs of an older definition
+    never mix into a table. An experiment without any study run (a store made by hand) has every
+    trial read.
 
     Columns: one per varied axis (dotted path), ``seed``, ``status`` (finished / failed / killed /
     running / pruned (epoch k)), ``failure_reason``, ``trial``, ``point``, ``run_id`` and one per final metric.
@@ -47,15 +93,11 @@ def load_trials(tracking_uri: str, study_name: str) -> pd.DataFrame:
     exp = client.get_experiment_by_name(study_name)
     if exp is None:
         return pd.DataFrame()
-    runs, token = [], None
-    while True:
-        page = client.search_runs(
-            [exp.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'trial'", max_results=1000, page_token=token
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            break
+    parents = _study_runs_latest_first(client, exp.experiment_id)
+    runs = _all_runs(client, exp.experiment_id, f"tags.`{ROLE_TAG}` = 'trial'")
+    if parents:
+        ids = {p.info.run_id for p in _current(parents, fingerprint)[1]}
+        runs = [r for r in runs if r.data.tags.get(PARENT_ID_TAG) in ids]
     rows = []
     for run in runs:
         tags = run.data.tags
@@ -88,6 +130,37 @@ def load_trials(tracking_uri: str, study_name: str) -> pd.DataFrame:
     df.loc[pruned, "status"] = "pruned (epoch " + df.loc[pruned, "pruned_epoch"].astype(str) + ")"
     df = df.drop(columns=["pruned_epoch"])
     return df.drop(columns=["_rank"]).sort_values("trial").reset_index(drop=True)
+
+
+def load_curves(tracking_uri: str, trials: pd.DataFrame, metrics: tuple[str, ...] = CURVE_METRICS) -> pd.DataFrame:
+    """The per-epoch history of ``metrics`` of every trial in ``trials`` (a :func:`load_trials` frame).
+
+    One row per (trial, metric, epoch): the axis columns, ``point``, ``seed``, ``epoch`` (the MLflow
+    step: epochs count from 1), ``metric`` and ``value``. The final metrics are logged again at the
+    last epoch's step: the later entry of a step wins. Non-finite values (a diverged loss) are left out.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    axes = axis_columns(trials)
+    columns = [*axes, "point", "seed", "epoch", "metric", "value"]
+    rows = []
+    for _, trial in trials.iterrows():
+        if not isinstance(trial.get("run_id"), str) or not trial["run_id"]:
+            continue
+        for metric in metrics:
+            try:
+                history = client.get_metric_history(trial["run_id"], metric)
+            except Exception:  # a run removed meanwhile: no curve, the tables still hold
+                continue
+            by_step: dict[int, float] = {}
+            for entry in sorted(history, key=lambda e: (e.step, e.timestamp)):
+                if entry.step >= 1 and math.isfinite(entry.value):
+                    by_step[int(entry.step)] = float(entry.value)
+            for step, value in sorted(by_step.items()):
+                rows.append({**{a: trial[a] for a in axes}, "point": trial["point"], "seed": int(trial["seed"]),
+                             "epoch": step, "metric": metric, "value": value})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _cell(value: Any) -> Any:

@@ -165,7 +165,7 @@ def test_run_prints_table_logs_to_mlflow_and_rerun_skips_everything(tmp_path):
     started = time.monotonic()
     second = cli(tmp_path, "run", str(study))
     assert second.returncode == 0, second.stderr
-    assert "this run: 0 trials finished, 0 failed" in second.stdout
+    assert "all 4 trials already finished: nothing to run" in second.stdout
     assert len(trial_runs(tmp_path)) == 4  # nothing trained again
     assert len(optuna_trials(tmp_path)) == 4
     assert time.monotonic() - started < 60
@@ -235,7 +235,7 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path)
     )
     out = cli(tmp_path, "run", str(study))
     assert out.returncode == 0, out.stderr
-    assert "this run: 1 trials finished, 1 failed" in out.stdout
+    assert "this run: 1 trial finished, 1 failed" in out.stdout
     assert "failed: trial 1: diverged" in out.stdout
     runs = {float(r.data.params["optim.lr"]): r for r in trial_runs(tmp_path, "div")}
     assert runs[1e12].info.status == "FAILED" and "diverged" in runs[1e12].data.tags["failure_reason"]
@@ -320,20 +320,21 @@ def study_run(folder: Path, name: str = "tiny"):
 
 
 @pytest.mark.slow
-def test_the_study_run_is_finished_once_every_trial_ended_and_running_while_some_wait(tmp_path):
+def test_the_study_run_is_finished_once_every_trial_ended_and_partial_while_some_wait(tmp_path):
     study = write_study(tmp_path)
     part = cli(tmp_path, "run", str(study), "--max-trials", "2", "--no-progress")
     assert part.returncode == 0, part.stderr
     run = study_run(tmp_path)
-    # two of four points done: the study is still open, and says so
-    assert run.info.status == "RUNNING" and run.info.end_time in (None, 0)
+    # two of four points done and no process left on it: partial, never RUNNING, and it says so
+    assert run.info.status == "KILLED" and run.info.end_time and run.data.tags["ablations.status"] == "partial"
+    assert "the study is partial: 2 finished, 2 trials still to run" in part.stdout
     assert run.data.metrics["trials_finished"] == 2 and run.data.metrics["trials_open"] == 2
     assert run.data.tags["mlflow.note.content"] == "A 2x2 grid on synthetic stripes, for tests."
 
     rest = cli(tmp_path, "run", str(study), "--no-progress")
     assert rest.returncode == 0, rest.stderr
     run = study_run(tmp_path)
-    assert run.info.status == "FINISHED" and run.info.end_time
+    assert run.info.status == "FINISHED" and run.info.end_time and run.data.tags["ablations.status"] == "finished"
     assert run.data.metrics["trials_finished"] == 4 and run.data.metrics["trials_open"] == 0
     assert run.data.metrics["trials_failed"] == 0 and run.data.metrics["trials_pruned"] == 0
     values = [r.data.metrics["linear_top1"] for r in trial_runs(tmp_path)]

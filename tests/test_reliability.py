@@ -69,7 +69,7 @@ def test_tracking_server_restart_mid_trial_loses_no_metric(tmp_path, mlflow_serv
     up_ms = time.time() * 1000
     server.start()  # ... and comes back, same port, same store
     assert proc.wait(timeout=300) == 0, (tmp_path / "run.log").read_text()
-    assert "this run: 1 trials finished, 0 failed" in (tmp_path / "run.log").read_text()
+    assert "this run: 1 trial finished, 0 failed" in (tmp_path / "run.log").read_text()
 
     (trial,) = optuna_trials(tmp_path)
     assert trial.state == TrialState.COMPLETE

@@ -261,7 +261,9 @@ def test_every_kind_writes_tables_figures_and_html(tmp_path, kind):
     for fig in summary["figures"]:
         assert (tmp_path / "figures" / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
         assert b"<svg" in (tmp_path / "figures" / f"{fig}.svg").read_bytes()[:2000]
-        assert f"figures/{fig}.png" in out.html.read_text()
+    page = out.html.read_text()
+    assert page.count("<img src='data:image/png;base64,") == len(summary["figures"])  # inlined, not linked
+    assert "src='figures/" not in page and "## Per point" not in (tmp_path / "report.md").read_text()
 
 
 def test_a_study_whose_axes_do_not_fit_its_kind_falls_back_to_generic():
@@ -450,7 +452,16 @@ def test_report_tables_hold_what_mlflow_holds(real_study):
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert {"report/report.html", "report/summary.json", "report/tables", "report/figures"} <= logged
     figures = {a.path for a in client.list_artifacts(parent.info.run_id, "report/figures")}
-    assert {"report/figures/temperature.png", "report/figures/temperature.svg"} <= figures
+    assert {"report/figures/temperature.png", "report/figures/temperature.svg",
+            "report/figures/learning_curves.png"} <= figures
+    # the learning curves are each trial's per-epoch history as MLflow holds it
+    curves = pd.read_csv(folder / "reports_out" / "tinytemp" / "tables" / "curves.csv", dtype={"point": str})
+    by_run = {r.info.run_id: r for r in runs}
+    trials = pd.read_csv(folder / "reports_out" / "tinytemp" / "tables" / "trials.csv", dtype={"point": str})
+    for _, trial in trials.iterrows():
+        logged = {m.step: m.value for m in client.get_metric_history(by_run[trial["run_id"]].info.run_id, "loss")}
+        mine = curves[(curves["point"] == trial["point"]) & (curves["metric"] == "loss")]
+        assert dict(zip(mine["epoch"], mine["value"])) == pytest.approx(logged)
 
 
 @pytest.mark.slow

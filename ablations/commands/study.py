@@ -11,10 +11,11 @@ from typing import Any
 
 from ablations.commands.recipes import add_recipe_option, overrides_with_recipe
 from ablations.data_option import add_data_option, load_with_data
-from ablations.exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from ablations.exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED
 from ablations.logs import configure_logging
 from ablations.plan import Plan, make_plan
 from ablations.preflight import check_data, check_study_devices
+from ablations.stopping import Terminated, raise_on_sigterm
 from ablations.yamlfile import ConfigFileError
 
 RUN_EPILOG = """\
@@ -157,22 +158,37 @@ def _bad(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
-def _storage_status(storage_url: str, name: str) -> dict[str, str]:
-    """Point key -> Optuna state of its latest trial, without creating anything in the storage."""
+def _stored_trials(storage_url: str, name: str) -> list[Any]:
+    """The study's trials in the storage, without creating anything there ([] when it has none)."""
     import optuna
 
     if storage_url.startswith("sqlite:///") and not Path(storage_url[len("sqlite:///"):]).exists():
-        return {}
+        return []
     try:
-        opt = optuna.load_study(study_name=name, storage=storage_url)
+        return optuna.load_study(study_name=name, storage=storage_url).get_trials(deepcopy=False)
     except KeyError:
-        return {}
+        return []
+
+
+def _storage_status(trials: list[Any]) -> dict[str, str]:
+    """Point key -> Optuna state of its latest trial (a finished one wins over its retries)."""
     status: dict[str, str] = {}
-    for t in opt.get_trials(deepcopy=False):
+    for t in trials:
         key = t.user_attrs.get("key")
         if key and (status.get(key) != "COMPLETE"):
             status[key] = t.state.name
     return status
+
+
+def _time_per_trial(trials: list[Any]) -> str:
+    """'about 1.5 min a trial (mean of 3 finished)', from the finished trials' start and end times."""
+    from ablations.progress import duration_text
+
+    spans = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
+             if t.state.name == "COMPLETE" and t.datetime_start and t.datetime_complete]
+    if not spans:
+        return ""
+    return f"; about {duration_text(sum(spans) / len(spans))} a trial (mean of {len(spans)} finished)"
 
 
 def _pretrain_images(config: Any) -> int | None:
@@ -186,11 +202,17 @@ def _pretrain_images(config: Any) -> int | None:
 
 def print_plan(plan: Plan, name: str, storage_url: str | None) -> None:
     study = plan.study
-    status = _storage_status(storage_url, name) if storage_url else {}
+    trials = _stored_trials(storage_url, name) if storage_url else []
+    status = _storage_status(trials)
     print(f"study {name}: {study.description.strip().splitlines()[0] if study.description.strip() else ''}")
     if study.search is not None:
         print(f"Optuna search, {study.search.n_trials} trials over: "
               + ", ".join(f"{k} ({p.type}{', log' if p.log else ''})" for k, p in study.search.params.items()))
+        states = [t.state.name for t in trials]
+        done = sum(states.count(s) for s in ("COMPLETE", "PRUNED"))
+        running = states.count("RUNNING")
+        print(f"{study.search.n_trials} trials, {done} done ({states.count('PRUNED')} pruned), {running} running, "
+              f"{max(0, study.search.n_trials - done - running)} to run{_time_per_trial(trials)}")
         cfgs = [study.base] * study.search.n_trials
     else:
         cfgs = [t.config for t in plan.trials]
@@ -198,7 +220,7 @@ def print_plan(plan: Plan, name: str, storage_url: str | None) -> None:
         for t in plan.trials:
             print(f"  {t.point.index:>4}  {t.label:<{width}}  {status.get(t.key, 'todo').lower()}")
         done = sum(1 for t in plan.trials if status.get(t.key) == "COMPLETE")
-        print(f"{len(plan.trials)} trials, {done} done, {len(plan.trials) - done} to run")
+        print(f"{len(plan.trials)} trials, {done} done, {len(plan.trials) - done} to run{_time_per_trial(trials)}")
     images = [(_pretrain_images(c), c.train.epochs) for c in cfgs]
     if all(n is not None for n, _ in images):
         total = sum(2 * n * e for n, e in images if n is not None)
@@ -206,10 +228,12 @@ def print_plan(plan: Plan, name: str, storage_url: str | None) -> None:
               f"(2 views x images x epochs, summed over trials)")
 
 
-def print_table(tracking_uri: str, name: str, metric: str) -> int:
+def print_table(tracking_uri: str, name: str, metric: str, fingerprint: str | None = None) -> int:
+    """The study's table and report, from the MLflow runs of the definition ``fingerprint`` only
+    (None: the latest definition run under this name)."""
     from reports.trials import aggregate, load_trials, markdown_table
 
-    df = load_trials(tracking_uri, name)
+    df = load_trials(tracking_uri, name, fingerprint)
     if df.empty:
         print(f"no trials of study '{name}' in MLflow at {tracking_uri}")
         return 0
@@ -220,7 +244,8 @@ def print_table(tracking_uri: str, name: str, metric: str) -> int:
         print(f"failed: trial {row['trial']}: {row['failure_reason']}")
     from reports.render import print_report
 
-    print_report(tracking_uri, name, metric)  # paper-layout table, verdicts, reports_out/NAME/report.html
+    # paper-layout table, verdicts, reports_out/NAME/report.html
+    print_report(tracking_uri, name, metric, fingerprint=fingerprint)
     return 0
 
 
@@ -236,6 +261,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    raise_on_sigterm()  # SLURM's stop (or preemption) is handled like Ctrl-C: the trial is queued again
     try:
         study = _load(args)
         if args.workers < 1:
@@ -293,23 +319,55 @@ def cmd_run(args: argparse.Namespace) -> int:
             reports = run_workers(args.study, overrides, args.scale, name, options, devices, args.workers, started_at)
     except StudyMismatch as exc:
         return _bad(str(exc))
-    except KeyboardInterrupt:
-        print("\ninterrupted: the running trial keeps its last checkpoint; run the same command to resume",
-              file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM from a scheduler (ablations.stopping)
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"\n{how}: the running trial is queued again with its last checkpoint; run the same command "
+              "to resume it", file=sys.stderr)
         if opt is not None and parent is not None:
             try:
                 close_study_run(client, opt, parent, interrupted=True)
             except Exception as exc:  # the store may be what was interrupted; the next run sets it again
                 print(f"warning: could not mark the study's MLflow run KILLED: {exc}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    close_study_run(client, opt, parent, interrupted=False)
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+    state = close_study_run(client, opt, parent, interrupted=False)
+    print("\n" + run_summary(reports, opt, state) + f" (storage {storage_url}, MLflow {tracking_uri})")
+    print_table(tracking_uri, name, study.metric, plan.fingerprint)
+    print(f"MLflow: {ui_link(tracking_uri, client.get_experiment_by_name(name).experiment_id)}")
+    return 0
+
+
+def ui_link(tracking_uri: str, experiment_id: str) -> str:
+    """Where the study's runs are in MLflow's UI. MLflow 3 opens an experiment on its GenAI pages
+    unless the browser was switched to "Model training" once; the workflowType query opens the runs."""
+    page = f"#/experiments/{experiment_id}?workflowType=machine_learning"
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/{page}"
+    return f"`mlflow ui` here, then http://127.0.0.1:5000/{page}"
+
+
+def run_summary(reports: list[Any], opt: Any, state: str) -> str:
+    """What this `run` did and where the study stands: 'this run: 3 trials finished, ...', 'all 4
+    trials already finished' for a rerun with nothing to do, and a partial study said as such."""
+    from ablations.study_status import summary
+
     completed = sum(len(r.completed) for r in reports)
     failed = [f for r in reports for f in r.failed]
     pruned = sum(len(r.pruned) for r in reports)
-    print(f"\nthis run: {completed} trials finished, {len(failed)} failed, {pruned} pruned "
-          f"(storage {storage_url}, MLflow {tracking_uri})")
-    print_table(tracking_uri, name, study.metric)
-    return 0
+    counts = summary(opt)
+    finished = int(counts["trials_finished"])
+    if not (completed or failed or pruned) and state == "finished":
+        return f"all {plural(finished, 'trial')} already finished: nothing to run"
+    text = f"this run: {plural(completed, 'trial')} finished, {len(failed)} failed, {pruned} pruned"
+    if state == "partial":
+        left = int(counts["trials_open"])
+        text += (f"; the study is partial: {finished} finished, {plural(left, 'trial')} still to run "
+                 "(run the same command to continue)")
+    return text
+
+
+def plural(n: int, word: str) -> str:
+    """'1 trial', '2 trials'."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _check_report_args(args: argparse.Namespace) -> None:

@@ -13,7 +13,7 @@ names one of them (``ablations.study.REPORT_KINDS``, checked against it by tests
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import matplotlib
 
@@ -47,13 +47,15 @@ BUILDERS: dict[str, Callable[..., KindReport]] = {
 
 
 def build(kind: str, df: pd.DataFrame, metric: str, cfg: dict[str, Any] | None = None,
-          direction: str = "maximize") -> KindReport:
-    """The kind's layout; a study whose axes do not fit it falls back to the generic layout, saying why."""
+          direction: str = "maximize", log_axes: Iterable[str] | None = None) -> KindReport:
+    """The kind's layout; a study whose axes do not fit it falls back to the generic layout, saying why.
+
+    ``log_axes``: the parameters a search study searched with ``log: true`` (None: not known)."""
     cfg = cfg or {}
     builder = BUILDERS.get(kind, generic.layout)
     try:
         if kind == "search":
-            return search.layout(df, metric, cfg, direction)
+            return search.layout(df, metric, cfg, direction, log_axes)
         return builder(df, metric, cfg)
     except KeyError as exc:
         out = generic.layout(df, metric, cfg)

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 
 from reports.trials import aggregate
@@ -81,15 +82,31 @@ class Cell:
         return cell_text(self.est, self.std)
 
 
+def value_text(value: Any, digits: int | None = None) -> str:
+    """A value as a reader wants it: a float in its shortest exact form (``0.125``, ``0.25``, ``1``,
+    never ``0.12`` or ``0.250000``), or to ``digits`` significant digits (a searched value, drawn by
+    a sampler: ``0.250413`` with 3 reads ``0.25``); booleans ``yes``/``no``; anything else as text."""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        if not math.isfinite(value):
+            return str(value)
+        if digits is not None:
+            return f"{value:.{digits}g}"
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, np.integer):
+        return str(int(value))
+    return str(value)
+
+
 def label_of(key: Any) -> str:
-    """A cell key as tables and verdicts print it: ``(yes, 0.5)``, ``1``, ``crop``."""
+    """A cell key as tables and verdicts print it: ``(yes, 0.5)``, ``1``, ``0.125``, ``crop``."""
     if isinstance(key, tuple):
         return "(" + ", ".join(label_of(k) for k in key) + ")"
-    if isinstance(key, bool):
-        return "yes" if key else "no"
-    if isinstance(key, float):
-        return f"{key:g}"
-    return str(key)
+    return value_text(key)
 
 
 def cells_by(df: pd.DataFrame, metric: str, axes: list[str], key: Callable[[pd.Series], Any]) -> dict[Any, Cell]:

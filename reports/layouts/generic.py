@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 import seaborn as sns
 
-from reports.layouts.common import Figure, KindReport, cell_text
-from reports.layouts.plotting import new_fig
+from reports.layouts.common import Figure, KindReport, accuracy_metric, cell_text, value_text
+from reports.layouts.plotting import min_span, new_fig
 from reports.trials import aggregate, axis_columns
 from reports.verdicts import from_row
 
@@ -20,6 +20,9 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
     axes = axis_columns(df)
     summary = aggregate(df, metric, axes)
     main = summary[axes].copy() if axes else pd.DataFrame(index=range(len(summary)))
+    for a in axes:  # 0.125 reads 0.125, not to_markdown's rounding of a float column
+        if pd.api.types.is_float_dtype(main[a]):
+            main[a] = [value_text(v) for v in main[a]]
     for column in [metric, *[m for m in cfg.get("also", []) if m != metric]]:
         per_point = summary if column == metric else aggregate(df, column, axes)
         main[column] = [cell_text(from_row("", row), float(row["std"]) if row["n"] > 1 else math.nan)
@@ -31,14 +34,24 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
         tidy = df[df["status"] == "finished"].copy() if metric in df else df.iloc[0:0]
         if axes and len(tidy):
             x = axes[0]
-            numeric = pd.api.types.is_numeric_dtype(tidy[x])
-            tidy[x] = tidy[x].astype(str)
+            numeric = pd.api.types.is_numeric_dtype(tidy[x]) and not pd.api.types.is_bool_dtype(tidy[x])
             hue = axes[1] if len(axes) > 1 else None
+
+            def categories(column: str) -> list[str]:  # numbers in numeric order, as value_text prints them
+                values = list(dict.fromkeys(tidy[column]))
+                if pd.api.types.is_numeric_dtype(tidy[column]) and not pd.api.types.is_bool_dtype(tidy[column]):
+                    values = sorted(values)
+                return [value_text(v) for v in values]
+
+            order, hue_order = categories(x), categories(hue) if hue else None
+            tidy[x] = [value_text(v) for v in tidy[x]]
             if hue:
-                tidy[hue] = tidy[hue].astype(str)
+                tidy[hue] = [value_text(v) for v in tidy[hue]]
             # names (recipes, op lists) are categories: no line joins them, and their labels turn
             sns.pointplot(data=tidy, x=x, y=metric, hue=hue, errorbar="sd", ax=ax, capsize=0.1,
-                          linestyle="-" if numeric else "none")
+                          linestyle="-" if numeric else "none", order=order, hue_order=hue_order)
+            if accuracy_metric(metric):
+                min_span(ax)
             if not numeric:
                 ax.tick_params(axis="x", labelrotation=25)
                 for label in ax.get_xticklabels():

@@ -44,19 +44,31 @@ def bars(ax: Any, frame: pd.DataFrame, x: str, hue: str | None, y: str, err: str
             es.append(hit[err].iloc[0] if err and np.isfinite(hit[err].iloc[0]) else 0.0)
         ax.bar(xs, ys, width=width * 0.95, yerr=es if any(es) else None, capsize=3, color=palette[j],
                label=label_of(h) if hue else None)
+        narrow = not single and len(hues) > 4  # side by side, the values would run into each other: turned
         for xi, yi, ei in zip(xs, ys, es):  # above the error bar, so the two do not overlap
-            ax.text(xi, yi + ei, f"{yi:.1f}", ha="center", va="bottom", fontsize=7)
+            ax.text(xi, yi + ei, f" {yi:.1f}" if narrow else f"{yi:.1f}", ha="center", va="bottom",
+                    fontsize=6 if narrow else 7, rotation=90 if narrow else 0)
     ax.set_xticks(range(len(order)), [label_of(v) for v in order])
     ax.set_xlabel(x)
     ax.set_title(title)
-    if hue:
-        ax.legend(title=hue, fontsize=8)
+    if hue:  # in a row above the bars, in the head room left for it
+        ax.legend(title=hue, fontsize=8, title_fontsize=8, loc="upper center", ncol=max(len(hues), 1),
+                  frameon=False)
+    # bars start at zero: a bar's height is its value, so a truncated axis would turn a gap of a
+    # tenth of a point into a cliff; the printed values and the error bars carry the detail
     spread = frame[err].fillna(0.0) if err else 0.0
-    finite = pd.concat([frame[y] - spread, frame[y] + spread]).replace([np.inf, -np.inf], np.nan).dropna()
-    if len(finite):
-        lo, hi = float(finite.min()), float(finite.max())
-        pad = max((hi - lo) * 0.25, 1.0)
-        ax.set_ylim(max(lo - pad, 0.0), hi + pad)
+    tops = (frame[y] + spread).replace([np.inf, -np.inf], np.nan).dropna()
+    hi = float(tops.max()) if len(tops) else 0.0
+    ax.set_ylim(0.0, hi * (1.3 if hue else 1.12) if hi > 0 else 1.0)
+
+
+def min_span(ax: Any, span: float = 2.0) -> None:
+    """Widen the y axis of a point or line plot (which need not start at zero) to at least ``span``
+    (points of accuracy), centred on the data: two cells 0.05 apart must not fill the whole axis."""
+    lo, hi = ax.get_ylim()
+    if hi - lo < span:
+        mid = (lo + hi) / 2
+        ax.set_ylim(mid - span / 2, mid + span / 2)
 
 
 def tidy(cells: dict[Any, Cell], names: list[str]) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from reports.layouts.common import (
     paper_twin,
     paper_value,
 )
-from reports.layouts.plotting import new_fig
+from reports.layouts.plotting import min_span, new_fig
 from reports.verdicts import Estimate, Verdict, check_greater, estimate, mean_of, missing, with_paper
 
 
@@ -119,6 +119,7 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
             ax.set_xlabel("projection output dimensionality")
             ax.set_title(title)
             ax.legend(fontsize=8)
+            min_span(ax)
         fig.tight_layout()
         return fig
 

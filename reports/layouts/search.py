@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
-from reports.layouts.common import Figure, KindReport
-from reports.layouts.plotting import new_fig
+from reports.layouts.common import Figure, KindReport, accuracy_metric, value_text
+from reports.layouts.plotting import min_span, new_fig
 from reports.trials import axis_columns
+
+SEARCHED_DIGITS = 3
+"""Significant digits of a searched value: a sampler draws 0.250413, a reader wants 0.25."""
 
 
 def _short(value: Any) -> str:
-    """A searched value in the best-trial note: floats to 4 significant digits, as a sampler draws them."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    """A searched value as tables and notes print it: floats to 3 significant digits."""
+    return value_text(value, SEARCHED_DIGITS)
 
 
-def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any], direction: str = "maximize") -> KindReport:
+def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any], direction: str = "maximize",
+           log_axes: Iterable[str] | None = None) -> KindReport:
     """Finished trials best first (``direction`` says which way is better), then the rest in trial
-    order; a pruned or failed trial shows its status where the metric would be."""
+    order; a pruned or failed trial shows its status where the metric would be. ``log_axes``: the
+    parameters the study searched with ``log: true``, drawn on a log scale (None: not known, so a
+    positive parameter spanning more than a factor 10 is)."""
     params = axis_columns(df)
     frame = df.sort_values("trial")
     cols = (["trial", *params, "seed", "status", metric] if metric in df.columns
             else ["trial", *params, "seed", "status"])
     table = frame[cols].copy()
+    for p in params:
+        table[p] = [_short(v) for v in table[p]]
     done = (frame[(frame["status"] == "finished") & frame.get(metric, pd.Series(dtype=float)).notna()]
             if metric in frame else frame.iloc[0:0])
     notes = []
@@ -41,6 +50,8 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any], direction: str = 
         ranked = pd.concat([table.set_index("trial").loc[order].reset_index(),
                             table[~table["trial"].isin(order)]], ignore_index=True)
 
+    logs = set(log_axes) if log_axes is not None else None
+
     def history() -> Any:
         fig, axes_ = new_fig(1, 7.0)
         ax = axes_[0]
@@ -52,7 +63,10 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any], direction: str = 
         for _, row in other.iterrows():
             ax.axvline(row["trial"], color="tab:gray", alpha=0.3, linestyle=":")
         ax.set_xlabel("trial")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
+        if accuracy_metric(metric) and len(done):
+            min_span(ax)
         ax.set_title("optimization history (dotted: pruned/failed trials)")
         ax.legend(fontsize=8)
         fig.tight_layout()
@@ -66,13 +80,18 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any], direction: str = 
             xs = pd.to_numeric(done[p], errors="coerce")
             if xs.notna().all():
                 sc = ax.scatter(xs, done[metric], c=done["trial"], cmap="viridis")
-                if (xs > 0).all() and xs.max() / xs.min() > 10:
+                log = p in logs if logs is not None else bool((xs > 0).all() and xs.max() / xs.min() > 10)
+                if log and (xs > 0).all():
                     ax.set_xscale("log")
-                fig.colorbar(sc, ax=ax, label="trial")
+                bar = fig.colorbar(sc, ax=ax, label="trial")
+                bar.locator = MaxNLocator(integer=True)
+                bar.update_ticks()
             else:
                 sns.stripplot(x=done[p].astype(str), y=done[metric], ax=ax)
-            ax.set_xlabel(p)
+            ax.set_xlabel(p + (" (log scale, as searched)" if logs is not None and p in logs else ""))
             ax.set_ylabel(metric)
+            if accuracy_metric(metric):
+                min_span(ax)
         fig.tight_layout()
         return fig
 
