@@ -27,9 +27,16 @@ read), ``options`` (``BenchOptions``), ``run`` (``run_bench``: all of it, in ord
 
 from __future__ import annotations
 
-from ablations.bench.options import BenchOptions
-from ablations.bench.report import format_bench_result
-from ablations.bench.run import run_bench
-from ablations.bench.timing import time_steps
+from importlib import import_module
+from typing import Any
 
-__all__ = ["BenchOptions", "format_bench_result", "run_bench", "time_steps"]
+_HOMES = {"BenchOptions": "options", "format_bench_result": "report", "run_bench": "run", "time_steps": "timing"}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    """The package's names, imported when first used: the command line imports this package to
+    register ``bench`` and must not pay for torch (about 2 s) on every other command."""
+    if name not in _HOMES:
+        raise AttributeError(f"module 'ablations.bench' has no attribute {name!r}")
+    return getattr(import_module(f"ablations.bench.{_HOMES[name]}"), name)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
-import torch
+if TYPE_CHECKING:  # the command line builds options without importing torch (a 2 s import)
+    import torch
 
 CIFAR_TRAIN_IMAGES = 50_000
 T = TypeVar("T")

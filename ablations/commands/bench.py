@@ -10,12 +10,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-import torch
-
 from ablations.bench.dataset import SYNTHETIC
 from ablations.bench.options import CIFAR_TRAIN_IMAGES, BenchOptions
-from ablations.bench.report import format_bench_result, write_json
-from ablations.bench.run import run_bench
 from ablations.data_option import DATA_ENV, add_data_option
 from ablations.exit_codes import EXIT_BAD_INPUT, EXIT_OK
 from ablations.yamlfile import ConfigFileError
@@ -95,6 +91,10 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Measure, print the tables, write the JSON when asked; bad data is one line and exit 2."""
+    import torch  # here: every other command starts without it
+
+    from ablations.bench.report import format_bench_result, write_json
+    from ablations.bench.run import run_bench
     from core.data import DataError
 
     if args.threads:
