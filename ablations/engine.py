@@ -469,6 +469,9 @@ def run_trial(
     recipe = params.get(RECIPE_KEY, study.recipe)
     if recipe is not None:  # the config it resolved to is logged as params; this says where it came from
         tags[RECIPE_KEY] = recipe
+    plugins = tracking.plugins_tag(config)
+    if plugins:  # each plugin with its distribution and version (also params plugin.KIND.NAME)
+        tags["plugins"] = plugins
     try:
         # opening may wait out an outage
         with heartbeat(storage_of(opt), trial_id_of(trial), options.heartbeat_interval):

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ablations.study import Point, Study, load_study, points, trial_config, trial_recipe
+from ablations.study import Point, Study, distinct_configs, load_study, points, trial_config, trial_recipe
+from core import registry
 from core.config import RunConfig, identity_exclusions
 from core.dotted import flatten
 from core.recipes import RECIPE_KEY, load_recipe
@@ -88,7 +89,19 @@ def identity(study: Study) -> dict[str, Any]:
     varied = varied_recipes(study)
     if varied:  # a varied recipe is its fields: a recipe file that changes makes another study
         axes["recipes"] = {n: load_recipe(n).values for n in varied}
+    plugins = study_plugins(study)
+    if plugins:  # a plugin is its code: a new version, or an edited module:attr file, makes another study
+        axes["plugins"] = plugins
     return json.loads(json.dumps(axes, default=str))
+
+
+def study_plugins(study: Study) -> dict[str, str]:
+    """'KIND.NAME' -> origin of every plugin the study's trials use ({} for built-ins only)."""
+    found: dict[str, str] = {}
+    for config in distinct_configs(study):
+        if registry.uses_plugins(config):
+            found.update(registry.provenance(config))
+    return dict(sorted(found.items()))
 
 
 def fingerprint(study: Study) -> str:
@@ -116,7 +129,10 @@ def trial_digest(config: RunConfig) -> str:
     """Short hash of what decides one trial's result (the fields ``identity`` keeps): part of its
     run directory's name, so a point whose config changed never meets an old checkpoint."""
     exclude = identity_exclusions(config, {"train": NEUTRAL_TRAIN, "data": NEUTRAL_DATA})
-    return hashlib.sha256(config.model_dump_json(exclude=exclude).encode()).hexdigest()[:8]
+    text = config.model_dump_json(exclude=exclude)
+    if registry.uses_plugins(config):  # another version of a plugin never resumes the old one's checkpoint
+        text += json.dumps(registry.provenance(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def point_run_dir(study_dir: Path, key: str, config: RunConfig) -> Path:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel
 
-from ablations.yamlfile import ConfigFileError, allowed_fields, line_of, read_yaml, validate
+from ablations.yamlfile import ConfigFileError, allowed_fields, is_free_mapping, line_of, read_yaml, validate
+from core import registry
 from core.config import RunConfig, identity_exclusions
 from core.dotted import deep_copy, deep_merge, with_paths
 from core.recipes import RECIPE_KEY, RecipeError, nested_fields
@@ -21,6 +23,8 @@ def check_dotted_path(model: type[BaseModel], dotted: str, option: str = "--set"
         return
     parts = tuple(dotted.split("."))
     for i in range(len(parts)):
+        if i and is_free_mapping(model, parts[:i]):
+            return  # below a plugin's params (augment.params.NAME.KEY): its own keys, checked by the plugin
         allowed = allowed_fields(model, parts[:i])
         if allowed is None:
             parent = ".".join(parts[:i])
@@ -68,7 +72,23 @@ def load_run_config(path: Path | None, overrides: dict[str, Any] | None = None) 
     if RECIPE_KEY in overrides:
         name = overrides.pop(RECIPE_KEY)
         where = "--recipe"
-    return validate(RunConfig, with_paths(with_recipe(data, name, where), overrides), source, node)
+    config = validate(RunConfig, with_paths(with_recipe(data, name, where), overrides), source, node)
+    check_plugins(config, lambda loc: f"{source}:{line_of(node, loc) or 1}")
+    return config
+
+
+def check_plugins(config: RunConfig, where: Callable[[tuple[Any, ...]], str]) -> None:
+    """Try the plugins ``config`` uses on a tiny batch (``core.components``); ConfigFileError at
+    ``where(loc)`` of the field to blame when one breaks its contract. Built-ins only: nothing to do
+    (and no torch import)."""
+    if not registry.uses_plugins(config):
+        return
+    from core.components import ComponentError, check_components
+
+    try:
+        check_components(config)
+    except ComponentError as exc:
+        raise ConfigFileError(f"{where(exc.loc)}: {'.'.join(str(p) for p in exc.loc)}: {exc}") from None
 
 
 def recipe_of(path: Path | None, overrides: dict[str, Any] | None = None) -> str | None:
@@ -84,4 +104,7 @@ def recipe_of(path: Path | None, overrides: dict[str, Any] | None = None) -> str
 def config_digest(config: RunConfig) -> str:
     """Short stable hash of every setting: the same config always maps to the same run directory."""
     neutral = identity_exclusions(config, {"train": {"progress", "log_every"}})
-    return hashlib.sha256(config.model_dump_json(exclude=neutral).encode()).hexdigest()[:10]
+    text = config.model_dump_json(exclude=neutral)
+    if registry.uses_plugins(config):  # a plugin's other version is another run
+        text += json.dumps(registry.provenance(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]

@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ablations.runconfig_file import check_dotted_path, with_recipe
 from ablations.yamlfile import ConfigFileError, allowed_fields, line_of, read_yaml
+from core import registry
 from core.config import RunConfig
 from core.dotted import deep_copy, deep_merge, set_path
 from core.recipes import RECIPE_KEY, RecipeError, load_recipe, recipe_names
@@ -450,6 +451,7 @@ def load_study(path: Path, overrides: dict[str, Any] | None = None, scale: str |
         raise ConfigFileError(_describe(exc, locator)) from None
     _check_axes(study, locator)
     _check_trials(study, locator)
+    _check_plugins(study, locator)
     _check_metric(study, locator)
     return study
 
@@ -684,6 +686,40 @@ def _check_trials(study: Study, locator: _Locator) -> None:
                 f"{section}.{key}",
                 f"{detail} (value {format_value(point.params.get(key))})",
             ) from None
+
+
+def distinct_configs(study: Study) -> list[RunConfig]:
+    """The base and one run config per point (a search: per bound of each searched parameter),
+    repeats left out: every config the study's trials can differ in, but their seeds."""
+    configs = [study.base]
+    if study.search is not None:
+        configs += [_build(study, {k: v}, None) for k, p in study.search.params.items() for v in p.bounds()]
+    else:
+        configs += [_build(study, p.params, p.seed) for p in points(study) if not p.repeat]
+    return configs
+
+
+def _check_plugins(study: Study, locator: _Locator) -> None:
+    """Try each plugin the trials use on a tiny batch (``core.components``), so one that breaks its
+    contract is refused now, at its field, before any store exists."""
+    configs = [c for c in distinct_configs(study) if registry.uses_plugins(c)]
+    if not configs:
+        return  # built-ins only: no torch import for plan, report, delete
+    from core.components import ComponentError, check_components
+
+    seen: set[str] = set()
+    for config in configs:
+        key = json.dumps(registry.provenance(config)) + config.model_dump_json()
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            check_components(config)
+        except ComponentError as exc:
+            loc = tuple(str(p) for p in exc.loc)
+            axis = _axis_for(study, loc)
+            where = locator.where(axis if axis is not None else ("base", *loc))
+            raise _fail(where, ".".join(loc), str(exc)) from None
 
 
 def _axis_for(study: Study, loc: tuple[str, ...]) -> tuple[str, str] | None:

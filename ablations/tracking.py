@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
+from core import registry
 from core.config import RunConfig
 from core.dotted import flatten
 from core.evaluate import Accuracy
@@ -173,6 +174,13 @@ def param_value(value: Any) -> str:
     return text[:MAX_PARAM_LENGTH]
 
 
+def plugins_tag(config: RunConfig) -> str:
+    """The plugins a trial uses, for its ``plugins`` tag ('' with built-ins only)."""
+    if not registry.uses_plugins(config):
+        return ""
+    return "; ".join(c.describe() for c in registry.plugins_of(config))
+
+
 def create_parent_run(client: MlflowClient, exp_id: str, study_name: str, tags: dict[str, str]) -> str:
     """The study's parent run; its children are the trials."""
     run = client.create_run(exp_id, run_name=study_name, tags={PARENT_TAG: "study", **tags})
@@ -194,6 +202,7 @@ def log_config(client: MlflowClient, run_id: str, config: RunConfig) -> None:
     import yaml
 
     params = [Param(k, param_value(v)) for k, v in flatten(config.model_dump(mode="json")).items()]
+    params += [Param(f"plugin.{c.kind}.{c.name}", param_value(c.origin())) for c in registry.plugins_of(config)]
     for start in range(0, len(params), 100):  # MLflow accepts at most 100 params per batch
         client.log_batch(run_id, params=params[start : start + 100])
     client.log_text(run_id, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), "config.yaml")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -64,6 +64,21 @@ def allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | 
     if isinstance(current, type) and issubclass(current, BaseModel):
         return sorted(current.model_fields)
     return None
+
+
+def is_free_mapping(model: type[BaseModel], loc: tuple[Any, ...]) -> bool:
+    """Whether ``loc`` is a field typed as a plain mapping (a plugin's ``params``), whose keys are free."""
+    current: Any = model
+    for depth, part in enumerate(loc, 1):
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return False
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return False
+        if get_origin(field.annotation) is dict:
+            return depth == len(loc)
+        current = _model_of(field.annotation)
+    return False
 
 
 def _model_of(annotation: Any) -> Any:

@@ -15,15 +15,25 @@ file is an error, not a silently ignored setting.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core import registry
 from core.dotted import get_path, set_existing
 
-TransformName = Literal["crop", "cutout", "color", "sobel", "noise", "blur", "rotate"]
-TRANSFORMS: tuple[str, ...] = get_args(TransformName)
+TRANSFORMS: tuple[str, ...] = registry.BUILTIN_TRANSFORMS
 """The seven transformations of the paper's Figure 5, by the names used in configs."""
+
+
+def _named(kind: str) -> AfterValidator:
+    """A component name that ``core.registry`` resolves: a built-in, an installed plugin or
+    ``module.path:attribute`` (the error lists what there is, or carries the plugin's import error)."""
+    return AfterValidator(lambda name: registry.check_name(kind, name))
+
+
+TransformName = Annotated[str, _named("transform")]
+PluginParams = dict[str, Any]
 
 
 class _Strict(BaseModel):
@@ -201,7 +211,10 @@ class AugmentConfig(_Strict):
     the second view stays that shared crop.
     """
 
-    ops: list[TransformName] = ["crop", "color"]
+    ops: list[TransformName] = Field(
+        ["crop", "color"],
+        description="Transformations by name: the built-in seven, an installed plugin, or module.path:attribute.",
+    )
     mode: Literal["symmetric", "asymmetric"] = "symmetric"
     crop: CropConfig = CropConfig()
     color: ColorConfig = ColorConfig()
@@ -209,12 +222,19 @@ class AugmentConfig(_Strict):
     cutout: CutoutConfig = CutoutConfig()
     noise: NoiseConfig = NoiseConfig()
     rotate: RotateConfig = RotateConfig()
+    params: dict[str, PluginParams] = Field(
+        {}, description="A plugin transformation's parameters by its name: augment.params.NAME.KEY."
+    )
 
 
 class ModelConfig(_Strict):
     """Encoder f and projection head g."""
 
-    encoder: Literal["resnet18", "resnet34", "resnet50", "resnet_small"] = "resnet18"
+    encoder: Annotated[str, _named("encoder")] = Field(
+        "resnet18",
+        description="resnet18, resnet34, resnet50, resnet_small, an installed plugin or module.path:attribute.",
+    )
+    params: PluginParams = Field({}, description="A plugin encoder's parameters (model.params.KEY).")
     cifar_stem: bool = Field(True, description="3x3 stride-1 first conv and no max-pool (paper B.9).")
     width: int = Field(16, ge=4, description="resnet_small only: channels of its first stage.")
     head: Literal["none", "linear", "nonlinear"] = "nonlinear"
@@ -256,7 +276,10 @@ class ModelConfig(_Strict):
 class LossConfig(_Strict):
     """The contrastive objective (the paper's Table 2)."""
 
-    name: Literal["nt_xent", "nt_logistic", "margin_triplet"] = "nt_xent"
+    name: Annotated[str, _named("loss")] = Field(
+        "nt_xent", description="nt_xent, nt_logistic, margin_triplet, an installed plugin or module.path:attribute."
+    )
+    params: PluginParams = Field({}, description="A plugin loss's parameters (loss.params.KEY).")
     temperature: float = Field(0.5, gt=0)
     normalize: bool = Field(True, description="l2-normalize z (cosine similarity).")
     margin: float = Field(0.4, ge=0, description="margin_triplet only.")
@@ -459,6 +482,9 @@ ADDED_LATER: dict[str, Any] = {
     "optim.lars_clip_lr": False,
     "optim.exclude_bias_bn": True,
     "eval.linear_protocol": "offline_standardized",
+    "augment.params": {},
+    "model.params": {},
+    "loss.params": {},
 }
 """Fields added after studies and run directories had been recorded, each with the value that
 behaves as before it existed. While a field holds that value it is not part of a config's identity

@@ -29,9 +29,11 @@ import torchvision.transforms.v2 as v2
 from core.augment import TwoViews, blur_kernel_size, build_transform
 from core.augment.center import center_view
 from core.augment.transforms import TF_ATTEMPTS, Transform, tf_crop_box
+from core.components import per_image_form
 from core.config import AugmentConfig, CropConfig
 from core.data.mapped_images import MappedImages
 from core.data.prefetch import prefetch
+from core.registry import is_builtin
 
 ImageFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -85,6 +87,12 @@ def _clamp01(image: torch.Tensor) -> torch.Tensor:
 def torchvision_op(name: str, cfg: AugmentConfig, image_size: int) -> list[ImageFn]:
     """The per-image torchvision equivalent of the batched op ``name`` (a list: some are two steps)
     for input images of ``image_size``; a crop outputs ``crop.size`` (default: ``image_size``)."""
+    if not is_builtin("transform", name):  # a plugin brings its own per-image form, or none
+        form = per_image_form(build_transform(name, cfg))
+        if form is None:
+            raise ValueError(f"transformation {name!r} has no per-image form (a per_image(image) method), "
+                             "which train.loader: torchvision needs; use train.loader: batched")
+        return [form]
     if name == "crop":
         c = cfg.crop
         out = c.size if c.size is not None else image_size

@@ -143,16 +143,21 @@ REDUCTION_FACTOR = {"mean": 1.0, "sum_directions": 2.0}
 (view 1's anchors against all views, plus view 2's) is twice the mean over both."""
 
 
-def loss_from_config(cfg: LossConfig, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """Dispatch on ``cfg.name`` with the config's settings, reduced as ``cfg.reduction`` says."""
+def builtin_loss(cfg: LossConfig, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """The built-in objective ``cfg.name`` with the config's settings, as the mean over 2N anchors."""
     common = dict(normalize=cfg.normalize, negatives=cfg.negatives, semi_hard=cfg.semi_hard)
     if cfg.name == "nt_xent":
-        loss = nt_xent(z1, z2, temperature=cfg.temperature, **common)
-    elif cfg.name == "nt_logistic":
-        loss = nt_logistic(z1, z2, temperature=cfg.temperature, **common)
-    elif cfg.name == "margin_triplet":
-        loss = margin_triplet(z1, z2, margin=cfg.margin, **common)
-    else:
-        raise ValueError(f"unknown loss {cfg.name!r}")
-    factor = REDUCTION_FACTOR[cfg.reduction]
-    return loss if factor == 1.0 else loss * factor
+        return nt_xent(z1, z2, temperature=cfg.temperature, **common)
+    if cfg.name == "nt_logistic":
+        return nt_logistic(z1, z2, temperature=cfg.temperature, **common)
+    if cfg.name == "margin_triplet":
+        return margin_triplet(z1, z2, margin=cfg.margin, **common)
+    raise ValueError(f"{cfg.name!r} is not a built-in loss")
+
+
+def loss_from_config(cfg: LossConfig, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """``cfg``'s loss (a built-in or a plugin) of one pair of batches, reduced as ``cfg.reduction`` says;
+    a training loop builds it once with ``core.components.build_loss`` instead."""
+    from core.components import build_loss
+
+    return build_loss(cfg)(z1, z2)

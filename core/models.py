@@ -105,14 +105,18 @@ def zero_init_last_bn(net: nn.Module) -> int:
 
 
 def build_encoder(cfg: ModelConfig, in_channels: int) -> tuple[nn.Module, int]:
-    """Return (encoder, feature_dim); the encoder maps (B,C,H,W) floats to pooled features (B, feature_dim)."""
-    net, feature_dim = _encoder(cfg, in_channels)
+    """Return (encoder, feature_dim); the encoder (a built-in or a plugin, ``core.components``) maps
+    (B,C,H,W) floats to pooled features (B, feature_dim)."""
+    from core.components import build_encoder as build_named
+
+    net, feature_dim = build_named(cfg, in_channels)
     if cfg.zero_init_residual:
         zero_init_last_bn(net)
     return net, feature_dim
 
 
-def _encoder(cfg: ModelConfig, in_channels: int) -> tuple[nn.Module, int]:
+def builtin_encoder(cfg: ModelConfig, in_channels: int) -> tuple[nn.Module, int]:
+    """The built-in ResNet ``cfg.encoder`` without its fc layer, globally average-pooled."""
     if cfg.encoder == "resnet_small":
         net = SmallResNet(cfg.width, in_channels, cfg.cifar_stem)
         return net, net.feature_dim

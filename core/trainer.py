@@ -30,11 +30,12 @@ from tqdm.auto import tqdm
 
 from core import checkpoint, distributed
 from core.augment import TwoViews
+from core.components import build_loss, check_components
 from core.config import PLACEMENT_ONLY, RunConfig, torch_compile_mode
 from core.data import ImageSplits, MappedImages, load_dataset
 from core.evaluate import Accuracy, evaluate_encoder
 from core.loaders import TorchvisionLoader, batched_epoch, mapped_epoch
-from core.losses import contrastive_accuracy, loss_from_config
+from core.losses import contrastive_accuracy
 from core.models import SimCLRModel
 from core.numerics import device_name, resolve_numerics
 from core.optim import build_optimizer, build_scheduler
@@ -143,6 +144,8 @@ class Trainer:
         self.numerics = resolve_numerics(config.train.precision, config.train.channels_last, self.device)
         self.splits = splits if splits is not None else load_dataset(config.data, config.train.seed, self.device)
         self._check_batch()
+        # a plugin that breaks its contract fails here, naming itself, not mid-epoch
+        check_components(config, shape=(self.splits.channels, int(self.splits.pretrain.shape[2])))
         self.torchvision_loader: TorchvisionLoader | None = None
         if config.train.loader == "torchvision":  # images stay in host memory for the workers
             if self.dist.enabled:
@@ -170,6 +173,7 @@ class Trainer:
         self.data_gen = torch.Generator(device=self.device).manual_seed(seed + 1)
         self.aug_gen = torch.Generator(device=self.device).manual_seed(seed + 2)
         self.views = TwoViews(config.augment)
+        self.loss_fn = build_loss(config.loss)
         self.start_epoch = 0
         self.history: list[dict[str, float]] = []
         self._deferred_failure: BaseException | None = None
@@ -324,7 +328,7 @@ class Trainer:
         with self._autocast():
             _, z = self.forward(x)
         z1, z2 = distributed.global_views(*z.float().chunk(2), self.dist)  # identity in one process
-        loss = loss_from_config(self.config.loss, z1, z2)
+        loss = self.loss_fn(z1, z2)
         accuracy = contrastive_accuracy(z1.detach(), z2.detach(), self.config.loss.normalize)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

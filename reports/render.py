@@ -162,6 +162,9 @@ def environment(df: pd.DataFrame, info: StudyInfo) -> dict[str, str]:
     commits = sorted({c for c in df.get("git_commit", pd.Series(dtype=str)).dropna() if c} | (
         {info.git_commit} if info.git_commit else set()))
     env["git commit"] = ", ".join(commits) or "unknown"
+    plugins = sorted({p for cell in df.get("plugins", pd.Series(dtype=str)).dropna() if cell for p in cell.split("; ")})
+    if plugins:
+        env["plugins"] = "; ".join(plugins)
     return env
 
 

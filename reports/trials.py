@@ -18,7 +18,7 @@ ROLE_TAG = "ablations.role"
 CURVE_METRICS = ("loss", "knn_top1")
 """The per-epoch metrics a report draws as learning curves (logged by the trainer's ``on_epoch_end``)."""
 STATUS_ORDER = {"FINISHED": 0, "RUNNING": 1, "KILLED": 2, "FAILED": 3}
-STRING_COLUMNS = ("status", "failure_reason", "point", "run_id", "device", "numerics", "git_commit")
+STRING_COLUMNS = ("status", "failure_reason", "point", "run_id", "device", "numerics", "git_commit", "plugins")
 """Text however it looks: a point key ``1234e56789`` or a commit ``0123456`` must not turn into a number."""
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?inf")
@@ -117,6 +117,8 @@ def load_trials(tracking_uri: str, study_name: str, fingerprint: str | None = No
             numerics=tags.get("numerics", ""),
             git_commit=tags.get("git_commit", ""),
         )
+        if tags.get("plugins"):  # a column only in studies that use plugins
+            row["plugins"] = tags["plugins"]
         row.update(run.data.metrics)
         rows.append(row)
     if not rows:

@@ -13,7 +13,7 @@ from ablations.commands.recipes import add_recipe_option, overrides_with_recipe
 from ablations.data_option import add_data_option, load_with_data
 from ablations.exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED
 from ablations.logs import configure_logging
-from ablations.plan import Plan, make_plan
+from ablations.plan import Plan, make_plan, study_plugins
 from ablations.preflight import check_data, check_study_devices
 from ablations.stopping import Terminated, raise_on_sigterm
 from ablations.yamlfile import ConfigFileError
@@ -226,6 +226,9 @@ def print_plan(plan: Plan, name: str, storage_url: str | None) -> None:
         total = sum(2 * n * e for n, e in images if n is not None)
         print(f"cost: {total:,} augmented views through the encoder in pretraining "
               f"(2 views x images x epochs, summed over trials)")
+    plugins = study_plugins(study)
+    if plugins:
+        print("plugins: " + "; ".join(f"{key.replace('.', ' ', 1)}: {origin}" for key, origin in plugins.items()))
 
 
 def print_table(tracking_uri: str, name: str, metric: str, fingerprint: str | None = None) -> int:

@@ -5,37 +5,12 @@ from __future__ import annotations
 import torch
 
 from core.augment.center import CenterView
-from core.augment.transforms import (
-    ColorDistortion,
-    Cutout,
-    GaussianBlur,
-    GaussianNoise,
-    Params,
-    RandomResizedCrop,
-    Rotate,
-    Sobel,
-    Transform,
-)
+from core.augment.transforms import Params, RandomResizedCrop, Transform
+from core.components import build_transform
 from core.config import AugmentConfig
 
 CPU_CHUNK_ELEMENTS = 1 << 20
 """Elements per slice of a batch when a chain of transformations runs on CPU (4 MiB of float32)."""
-
-
-def build_transform(name: str, cfg: AugmentConfig) -> Transform:
-    """The transformation called ``name`` in configs, parameterised by its section of ``cfg``."""
-    factories = {
-        "crop": lambda: RandomResizedCrop(cfg.crop),
-        "cutout": lambda: Cutout(cfg.cutout),
-        "color": lambda: ColorDistortion(cfg.color),
-        "sobel": Sobel,
-        "noise": lambda: GaussianNoise(cfg.noise),
-        "blur": lambda: GaussianBlur(cfg.blur),
-        "rotate": lambda: Rotate(cfg.rotate),
-    }
-    if name not in factories:
-        raise ValueError(f"unknown transformation {name!r}; choose from {sorted(factories)}")
-    return factories[name]()
 
 
 def slice_params(params: list[Params], part: slice) -> list[Params]:
