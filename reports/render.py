@@ -41,6 +41,7 @@ import pandas as pd
 import yaml
 
 from reports import curves as lc
+from reports import floor
 from reports.layouts import Figure, KindReport, build
 from reports.layouts.common import accuracy_metric, value_text
 from reports.trials import aggregate, axis_columns, load_curves, load_trials, read_trials_csv, study_runs
@@ -81,6 +82,8 @@ class StudyInfo:
     log_axes: list[str] = field(default_factory=list)
     """The searched parameters with ``log: true`` (their figure axes are logarithmic)."""
     fingerprint: str | None = None
+    floor: dict[str, Any] | None = None
+    """The untrained encoder's evaluation (``reports.floor``), when the store or folder has it."""
 
 
 def parent_run(client: MlflowClient, study_name: str, fingerprint: str | None = None) -> Any | None:
@@ -110,6 +113,8 @@ def study_info(client: MlflowClient, study_name: str, study: Any | None, metric:
         info.parent_run = run.info.run_id
         info.git_commit = run.data.tags.get("git_commit", "")
         info.fingerprint = run.data.tags.get("fingerprint")
+        keys = [k for k in run.data.tags.get(floor.KEYS_TAG, "").split(",") if k]
+        info.floor = floor.read_floor(client, keys) if keys else None
     if study is not None:
         info.kind = study.report.get("kind", "generic")
         info.report_cfg = dict(study.report)
@@ -229,6 +234,12 @@ def findings(df: pd.DataFrame, rep: KindReport, info: StudyInfo, summary: pd.Dat
         low = " (lowest)" if info.direction == "minimize" and points > 1 else ""
         parts.append(f"{head}{low}: {_point_text(best, axes, info.searched)}, "
                      f"{metric} {best['mean']:.2f}{spread} (n={n}).")
+        stats = floor.floor_stats(info.floor, metric)
+        if stats is not None:
+            gain = best["mean"] - stats[0]
+            said = (f"training adds {gain:.2f}{unit} over it at the best {what}" if gain >= 0 else
+                    f"the best {what} is {-gain:.2f}{unit} below it: training has not beaten it here")
+            parts.append(f"An untrained encoder (the floor) reaches {floor.floor_text(info.floor, metric)}: {said}.")
     failed = int((df["status"] == "failed").sum()) if "status" in df else 0
     if failed:
         parts.append(f"{plural(failed, 'trial')} of {len(df)} failed (listed below; a failed point is never 0%).")
@@ -443,6 +454,10 @@ def write_report(df: pd.DataFrame, name: str, info: StudyInfo, out_dir: Path, co
     metric = info.metric
     rep = build(info.kind, df, metric, info.report_cfg, info.direction,
                 info.log_axes if info.searched else None)
+    at_floor = floor.floor_text(info.floor, metric)
+    if at_floor:
+        rep.notes.append(f"Floor: an untrained encoder reaches {metric} {at_floor}: {info.floor['of']}, "
+                         f"{info.floor['protocol']}.")
     out_dir = Path(out_dir)
     (out_dir / "tables").mkdir(parents=True, exist_ok=True)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
@@ -464,6 +479,7 @@ def write_report(df: pd.DataFrame, name: str, info: StudyInfo, out_dir: Path, co
     for fig_spec in specs:
         try:
             fig = fig_spec.draw()
+            floor.draw_floor(fig, info.floor, metric)
             save_figure(fig, out_dir / "figures" / fig_spec.name)
             plt.close(fig)
             figures.append((fig_spec.name, fig_spec.caption))
@@ -489,6 +505,7 @@ def write_report(df: pd.DataFrame, name: str, info: StudyInfo, out_dir: Path, co
         "ours_only": rep.ours_only, "paper_only": rep.paper_only,
         "verdicts": [v.as_dict() for v in rep.verdicts], "notes": rep.notes,
         "figures": [f for f, _ in figures], "environment": env, "command": command, "warnings": warnings,
+        **({"floor": info.floor} if info.floor else {}),
     }, indent=2, default=str), encoding="utf-8")
     text = terminal_text(rep, metric, name, found)
     for w in warnings:
@@ -578,6 +595,7 @@ def read_report_folder(folder: Path) -> tuple[pd.DataFrame, str, StudyInfo, dict
     info.metric = recorded.get("metric") or info.metric
     info.direction = recorded.get("direction") or info.direction
     info.description = recorded.get("description") or info.description
+    info.floor = recorded.get("floor") if isinstance(recorded.get("floor"), dict) else None
     return df, str(recorded.get("study") or folder.name), info, recorded
 
 

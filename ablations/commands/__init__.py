@@ -6,8 +6,8 @@ each with ``register(subparsers)`` adding its parsers and setting ``func`` to it
 
 from __future__ import annotations
 
-from ablations.commands import bench, data, delete, recipes, study, train
+from ablations.commands import bench, data, delete, floor, recipes, study, train
 
-COMMANDS = (study, delete, train, bench, data, recipes)
+COMMANDS = (study, floor, delete, train, bench, data, recipes)
 
 __all__ = ["COMMANDS"]

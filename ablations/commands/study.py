@@ -74,6 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan; write nothing")
     p.add_argument("--log-checkpoint", action="store_true", help="also store each trial's final checkpoint in MLflow")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in batch jobs)")
+    p.add_argument("--no-floor", action="store_true",
+                   help="skip the floor: the untrained encoder's evaluation the report compares with (computed "
+                   "once per scale, data and seed, then reused; about one linear evaluation per seed)")
     p.add_argument("--grace-period", type=int, default=20, metavar="S",
                    help="seconds without a heartbeat before another worker takes over a trial whose worker died "
                    "(default 20)")
@@ -334,9 +337,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     state = close_study_run(client, opt, parent, interrupted=False)
     print("\n" + run_summary(reports, opt, state) + f" (storage {storage_url}, MLflow {tracking_uri})")
+    if not args.no_floor:
+        _floor(plan, client, name, parent)
     print_table(tracking_uri, name, study.metric, plan.fingerprint)
     print(f"MLflow: {ui_link(tracking_uri, client.get_experiment_by_name(name).experiment_id)}")
     return 0
+
+
+def _floor(plan: Plan, client: Any, name: str, parent: str | None) -> None:
+    """The study's floor for its report (``ablations.baseline``); a failure costs a warning, not the study."""
+    from ablations.baseline import ensure_floor
+
+    try:
+        ensure_floor(plan, client, client.get_experiment_by_name(name).experiment_id, parent)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        print(f"warning: the floor (untrained encoder) was not computed: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
 
 
 def ui_link(tracking_uri: str, experiment_id: str) -> str:
