@@ -73,6 +73,10 @@ def _verdict_text(verdict: dict[str, Any]) -> str:
         return f"**{word}**"
     if verdict.get("difference") is None:
         return f"{word}: {verdict.get('detail', '')}"
+    extra = verdict.get("extra") or {}
+    if "seeds_to_decide" in extra:
+        need = extra["seeds_to_decide"]
+        return f"{word} ({f'about {need} seeds per point to decide' if need else 'zero within noise'})"
     return word
 
 

@@ -120,6 +120,20 @@ class Verdict:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
 
 
+MAX_SEEDS = 1000
+"""Beyond this many seeds per point a difference is reported as zero within noise."""
+
+
+def seeds_to_decide(gap: float, se: float, seeds: int, k: float = K_SE) -> int | None:
+    """Seeds per point at which a gap of this size (difference - margin) clears ``k`` standard
+    errors, the spread staying as measured: se shrinks as 1/sqrt(n), so n > seeds * (k * se / gap)^2.
+    None when the spread is unknown (fewer than 2 seeds) or more than ``MAX_SEEDS`` would be needed."""
+    if seeds < 2 or not (math.isfinite(se) and math.isfinite(gap)) or gap == 0:
+        return None
+    n = math.floor(seeds * (k * se / abs(gap)) ** 2) + 1
+    return max(n, seeds + 1) if n <= MAX_SEEDS else None
+
+
 def check_greater(claim: str, a: Estimate, b: Estimate, margin: float = 0.0, k: float = K_SE) -> Verdict:
     """Judge "A beats B by more than ``margin`` points" against the seed spread of both."""
     base = dict(claim=claim, a=a.label, b=b.label, margin=margin, mean_a=a.mean, mean_b=b.mean)
@@ -147,7 +161,11 @@ def check_greater(claim: str, a: Estimate, b: Estimate, margin: float = 0.0, k: 
     if diff - margin < -k * se:
         what = "reversed: " if diff < -k * se else ""
         return Verdict(verdict=NOT_REPRODUCED, detail=f"{what}{text}, beyond {band} (n={seeds} seeds)", **base)
-    return Verdict(verdict=INCONCLUSIVE, detail=f"{text}, within {band} (n={seeds} seeds)", **base)
+    need_n = seeds_to_decide(diff - margin, se, seeds, k)
+    plan = (f"; about {need_n} seeds per point would decide a difference of this size" if need_n is not None
+            else f"; zero within noise: even {MAX_SEEDS} seeds per point would not decide it")
+    return Verdict(verdict=INCONCLUSIVE, detail=f"{text}, within {band} (n={seeds} seeds){plan}",
+                   extra={"seeds_to_decide": need_n}, **base)
 
 
 def with_paper(ours: list[Verdict], paper: list[Verdict]) -> list[Verdict]:
