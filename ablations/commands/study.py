@@ -261,9 +261,32 @@ def cmd_plan(args: argparse.Namespace) -> int:
         study = _load(args)
     except ConfigFileError as exc:
         return _bad(str(exc))
-    _, storage_url = _uris(args)
-    print_plan(make_plan(study), study_name(study, args), storage_url)
+    tracking_uri, storage_url = _uris(args)
+    plan = make_plan(study)
+    print_plan(plan, study_name(study, args), storage_url)
+    print_claims(tracking_uri, study_name(study, args), plan)
     return 0
+
+
+def print_claims(tracking_uri: str, name: str, plan: Plan) -> None:
+    """For a study that has run: each of its claims' verdict so far and, when undecided, the seeds
+    per point that would decide it (nothing, and no store created, for a study that has not run)."""
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix) and not Path(tracking_uri[len(prefix):]).is_file():
+        return
+    from reports.layouts import build
+    from reports.trials import load_trials
+
+    df = load_trials(tracking_uri, name, plan.fingerprint)
+    if df.empty:
+        return
+    study = plan.study
+    rep = build(study.report.get("kind", "generic"), df, study.metric, dict(study.report), study.direction)
+    for v in rep.verdicts:
+        need = v.extra.get("seeds_to_decide", "")
+        more = ("" if "seeds_to_decide" not in v.extra else
+                f": about {need} seeds per point would decide it" if need else ": zero within noise")
+        print(f"claim: {v.claim}: {v.verdict} (n={v.seeds}){more}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
