@@ -62,16 +62,35 @@ def floor_text(floor: dict[str, Any] | None, metric: str) -> str:
     return f"{mean:.2f}" + (f" ± {std:.2f}" if n > 1 else "") + f" (n={n})"
 
 
-def draw_floor(fig: Any, floor: dict[str, Any] | None, metric: str) -> int:
-    """A dotted line at the floor on every axes of ``fig`` whose y axis is ``metric``; how many."""
-    stats = floor_stats(floor, metric)
-    if stats is None:
-        return 0
+METRIC_GID = "metric:"
+"""An axes whose y axis is a metric says which with ``ax.set_gid(METRIC_GID + metric)`` (``mark``)."""
+
+
+def mark(ax: Any, metric: str) -> None:
+    """Say that ``ax``'s y axis is ``metric`` of our own trials (not the paper's), so the floor is drawn on it."""
+    ax.set_gid(METRIC_GID + metric)
+
+
+def axis_metric(ax: Any) -> str:
+    """The metric ``ax`` shows: the one ``mark`` named, else its y label (a metric's name, or anything)."""
+    gid = ax.get_gid() or ""
+    return gid[len(METRIC_GID):] if gid.startswith(METRIC_GID) else ax.get_ylabel()
+
+
+def draw_floor(fig: Any, floor: dict[str, Any] | None) -> int:
+    """A dotted line at the floor on every axes of ``fig`` that shows a metric the floor has (each at
+    its own metric's floor: the learning curves' kNN panel at the kNN floor); returns how many."""
     drawn = 0
     for ax in fig.axes:
-        if metric in ax.get_ylabel():
-            ax.axhline(stats[0], color="0.45", linestyle=":", linewidth=1.2, label=LABEL)
-            handles, labels = ax.get_legend_handles_labels()
-            ax.legend(handles, labels, fontsize="small")  # the floor's label, beside any the figure had
-            drawn += 1
+        stats = floor_stats(floor, axis_metric(ax))
+        if stats is None:
+            continue
+        lo, hi = ax.get_ylim()
+        ax.axhline(stats[0], color="0.45", linestyle=":", linewidth=1.2, label=LABEL)
+        if not lo <= stats[0] <= hi:  # an axis fitted to the trials: widen it so the floor shows
+            pad = 0.05 * (max(hi, stats[0]) - min(lo, stats[0]))
+            ax.set_ylim(min(lo, stats[0] - pad), max(hi, stats[0] + pad))
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles, labels, fontsize="small")  # the floor's label, beside any the figure had
+        drawn += 1
     return drawn

@@ -479,7 +479,7 @@ def write_report(df: pd.DataFrame, name: str, info: StudyInfo, out_dir: Path, co
     for fig_spec in specs:
         try:
             fig = fig_spec.draw()
-            floor.draw_floor(fig, info.floor, metric)
+            floor.draw_floor(fig, info.floor)
             save_figure(fig, out_dir / "figures" / fig_spec.name)
             plt.close(fig)
             figures.append((fig_spec.name, fig_spec.caption))

@@ -101,3 +101,26 @@ def test_floor_into_adds_it_to_a_report_made_without_one(tmp_path):
     assert "Floor: an untrained encoder reaches linear_top1" in (folder / "report.md").read_text()
     bad = cli(tmp_path, "floor", str(study), "--into", str(tmp_path / "nowhere"))
     assert bad.returncode == 2 and "not a report folder" in bad.stderr
+
+
+def test_the_floor_is_drawn_on_our_metric_axes_only_and_always_in_view():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from reports.floor import draw_floor, mark
+
+    floor = {"by_seed": {"0": {"linear_top1": 26.0, "knn_top1": 24.0}, "1": {"linear_top1": 28.0}}}
+    fig, (ours, paper, curve) = plt.subplots(1, 3)
+    ours.plot([0, 1], [40, 41])
+    ours.set_ylim(39, 42)
+    mark(ours, "linear_top1")
+    paper.plot([0, 1], [60, 64])  # the paper's numbers: no floor of ours belongs there
+    curve.set_ylabel("knn_top1")
+    assert draw_floor(fig, floor) == 2
+    (line,) = [ln for ln in ours.lines if ln.get_label() == "untrained encoder (floor)"]
+    assert line.get_ydata()[0] == 27.0 and ours.get_ylim()[0] < 27.0 < ours.get_ylim()[1]
+    assert [ln.get_ydata()[0] for ln in curve.lines] == [24.0]
+    assert not [ln for ln in paper.lines if ln.get_label() == "untrained encoder (floor)"]
+    plt.close(fig)

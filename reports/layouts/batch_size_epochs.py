@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from reports import reference
+from reports.floor import mark
 from reports.layouts.common import (
     Cell,
     Figure,
@@ -79,6 +80,7 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
         theirs = paper_tidy(paper, ["batch size", "epochs"])
         bars(axes_[0], ours, "epochs", "batch size", "value", "std", f"ours ({metric})",
              order=epochs, hue_order=batches)
+        mark(axes_[0], metric)
         bars(axes_[1], theirs, "epochs", "batch size", "value", None, "paper (Figure 9 / Table B.1)",
              order=sorted(set(theirs["epochs"])), hue_order=sorted(set(theirs["batch size"])))
         fig.tight_layout()

@@ -34,8 +34,14 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
         tidy = df[df["status"] == "finished"].copy() if metric in df else df.iloc[0:0]
         if axes and len(tidy):
             x = axes[0]
-            numeric = pd.api.types.is_numeric_dtype(tidy[x]) and not pd.api.types.is_bool_dtype(tidy[x])
             hue = axes[1] if len(axes) > 1 else None
+            shown = [x] + ([hue] if hue else [])
+            if "point" in tidy and int(tidy.groupby(shown)["point"].nunique().max()) > 1:
+                # the first two axes do not tell the points apart (a third axis, a zip of three):
+                # one category per point, named by every axis, rather than points pooled into one
+                x, hue = "point", None
+                tidy[x] = [", ".join(value_text(r[a]) for a in axes) for _, r in tidy.iterrows()]
+            numeric = pd.api.types.is_numeric_dtype(tidy[x]) and not pd.api.types.is_bool_dtype(tidy[x])
 
             def categories(column: str) -> list[str]:  # numbers in numeric order, as value_text prints them
                 values = list(dict.fromkeys(tidy[column]))
@@ -56,7 +62,8 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
                 ax.tick_params(axis="x", labelrotation=25)
                 for label in ax.get_xticklabels():
                     label.set_horizontalalignment("right")
-        ax.set_title(f"{metric} against {axes[0] if axes else '(no axis)'}")
+        per_point = bool(axes) and ax.get_xlabel() == "point"
+        ax.set_title(f"{metric} per point" if per_point else f"{metric} against {axes[0] if axes else '(no axis)'}")
         fig.tight_layout()
         return fig
 

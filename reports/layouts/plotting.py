@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from reports.floor import mark
 from reports.layouts.common import Cell, PaperCells, label_of
 
 
@@ -99,6 +100,7 @@ def bars_beside_paper(cells: dict[Any, Cell], paper: PaperCells, keys: list[Any]
     ours = pd.DataFrame([dict(x=labels[k], value=cells[k].est.mean, std=cells[k].std) for k in keys if k in cells])
     theirs = pd.DataFrame([dict(x=labels[k], value=paper[k][0], std=math.nan) for k in keys if k in paper])
     bars(axes[0], ours, "x", None, "value", "std", f"ours ({metric})", order=order)
+    mark(axes[0], metric)
     bars(axes[1], theirs, "x", None, "value", None, paper_title, order=order)
     for ax in axes:
         ax.set_xlabel(xlabel)

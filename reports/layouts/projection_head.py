@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from reports import reference
+from reports.floor import mark
 from reports.layouts.common import (
     Cell,
     Figure,
@@ -118,6 +119,8 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
             ax.set_xscale("log", base=2)
             ax.set_xlabel("projection output dimensionality")
             ax.set_title(title)
+            if source == "ours":
+                mark(ax, metric)
             ax.legend(fontsize=8)
             min_span(ax)
         fig.tight_layout()

@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from reports import reference
+from reports.floor import mark
 from reports.layouts.common import (
     Cell,
     Figure,
@@ -93,6 +94,7 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
         theirs = paper_tidy(paper, ["l2 norm", "τ"])
         bars(axes_[0], ours, "τ", "l2 norm", "value", "std", f"ours ({metric})", order=sorted(set(ours["τ"])),
              hue_order=[True, False])
+        mark(axes_[0], metric)
         bars(axes_[1], theirs, "τ", "l2 norm", "value", None, "paper (Table 5)", order=sorted(set(theirs["τ"])),
              hue_order=[True, False])
         fig.tight_layout()
