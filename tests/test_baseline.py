@@ -46,59 +46,72 @@ def test_the_floor_learns_nothing_and_is_evaluated_like_the_run(monkeypatch):
     assert other_seed != again
 
 
-# ------------------------------------------------------------------ through the CLI: run, report, floor --into
-def _repeated_study(folder):
-    from tests.test_engine import TINY
-
-    text = TINY.format(epochs=1).split("grid:")[0] + "grid:\n  loss.temperature: [0.5]\nrepeats: 2\n"
-    path = folder / "tiny.yaml"
-    path.write_text(text)
-    return path
+# ------------------------------------------------------------------ through the CLI: run, plan, report, floor --into
+STUDY = """\
+zip:
+  augment.color.strength: [0.125, 1.0, 1.0]
+  augment.ops: [[crop, color], [crop, color], [crop, color, blur]]
+repeats: 2
+report: {kind: color_strength}
+"""
 
 
 @pytest.mark.slow
-def test_run_logs_the_floor_once_and_every_report_states_it(tmp_path):
+def test_a_study_s_floor_claims_and_seed_counts_through_run_plan_report_and_floor(tmp_path):
+    """One tiny colour-strength study (3 points x 2 seeds) serves the floor's and the seed counts' checks."""
+    import shutil
+
     from mlflow import MlflowClient
 
-    from tests.test_engine import cli
+    from reports.verdicts import INCONCLUSIVE
+    from tests.test_engine import TINY, cli
 
-    study = _repeated_study(tmp_path)
+    study = tmp_path / "tiny.yaml"
+    study.write_text(TINY.format(epochs=1).split("grid:")[0] + STUDY)
+    before = cli(tmp_path, "plan", str(study))
+    assert before.returncode == 0 and "claim:" not in before.stdout and not (tmp_path / "mlflow.db").exists()
     done = cli(tmp_path, "run", str(study), "--no-progress")
     assert done.returncode == 0, done.stderr
+    # the floor: one finished baseline run per seed, in the report's summary, Findings and notes
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("tiny")
     floors = client.search_runs([exp.experiment_id], "tags.`ablations.role` = 'baseline'")
     assert sorted(r.data.tags["seed"] for r in floors) == ["0", "1"]
     assert all(r.info.status == "FINISHED" and "linear_top1" in r.data.metrics for r in floors)
     values = [r.data.metrics["linear_top1"] for r in floors]
-    mean = sum(values) / 2
-    summary = json.loads((tmp_path / "reports_out" / "tiny" / "summary.json").read_text())
+    folder = tmp_path / "reports_out" / "tiny"
+    summary = json.loads((folder / "summary.json").read_text())
     assert sorted(m["linear_top1"] for m in summary["floor"]["by_seed"].values()) == sorted(values)
+    mean = sum(values) / 2
     assert f"An untrained encoder (the floor) reaches {mean:.2f} ±" in summary["findings"]
     assert any(n.startswith(f"Floor: an untrained encoder reaches linear_top1 {mean:.2f}") for n in summary["notes"])
-    # a second run reuses it (nothing new), and a rebuild from the folder keeps it
+    # plan: each claim's verdict so far, and the seeds per point that would decide an undecided one
+    lines = [line for line in cli(tmp_path, "plan", str(study)).stdout.splitlines() if line.startswith("claim: ")]
+    assert len(lines) == len(summary["verdicts"]) == 2
+    for line, v in zip(lines, summary["verdicts"]):
+        assert line.startswith(f"claim: {v['claim']}: {v['verdict']} (n=2)")
+        need = v["extra"].get("seeds_to_decide")
+        if v["verdict"] == INCONCLUSIVE:
+            assert line.endswith(f"about {need} seeds per point would decide it" if need else "zero within noise")
+    # a second run reuses the floor; a rebuild from the folder keeps it
     again = cli(tmp_path, "run", str(study), "--no-progress")
     assert again.returncode == 0 and "floor (untrained encoder)" not in again.stderr
     assert len(client.search_runs([exp.experiment_id], "tags.`ablations.role` = 'baseline'")) == 2
-    before = (tmp_path / "reports_out" / "tiny" / "report.md").read_text()
-    rebuilt = cli(tmp_path, "report", "--from", str(tmp_path / "reports_out" / "tiny"), "--out", str(tmp_path / "re"))
-    assert rebuilt.returncode == 0, rebuilt.stderr
-    assert (tmp_path / "re" / "report.md").read_text() == before
-
-
-@pytest.mark.slow
-def test_floor_into_adds_it_to_a_report_made_without_one(tmp_path):
-    from tests.test_engine import cli
-
-    study = _repeated_study(tmp_path)
-    assert cli(tmp_path, "run", str(study), "--no-progress", "--no-floor").returncode == 0
-    folder = tmp_path / "reports_out" / "tiny"
-    assert "floor" not in json.loads((folder / "summary.json").read_text())
-    assert "untrained" not in (folder / "report.md").read_text()
-    out = cli(tmp_path, "floor", str(study), "--into", str(folder))
+    report = (folder / "report.md").read_text()
+    assert cli(tmp_path, "report", "--from", str(folder), "--out", str(tmp_path / "re")).returncode == 0
+    assert (tmp_path / "re" / "report.md").read_text() == report
+    # a report made without a floor gets it from `floor --into` (found in MLflow, not computed again)
+    old = tmp_path / "old"
+    shutil.copytree(folder, old)
+    stripped = json.loads((old / "summary.json").read_text())
+    del stripped["floor"]
+    (old / "summary.json").write_text(json.dumps(stripped))
+    assert cli(tmp_path, "report", "--from", str(old)).returncode == 0
+    assert "untrained" not in (old / "report.md").read_text()
+    out = cli(tmp_path, "floor", str(study), "--into", str(old))
     assert out.returncode == 0, out.stderr
-    assert "floor of tiny, seed 0: " in out.stdout and "floor of tiny, seed 1: " in out.stdout
-    assert "Floor: an untrained encoder reaches linear_top1" in (folder / "report.md").read_text()
+    assert "floor of tiny, seed 0: " in out.stdout and "floor (untrained encoder)" not in out.stderr
+    assert (old / "report.md").read_text() == report
     bad = cli(tmp_path, "floor", str(study), "--into", str(tmp_path / "nowhere"))
     assert bad.returncode == 2 and "not a report folder" in bad.stderr
 

@@ -309,7 +309,9 @@ def test_mlflow_server_serves_the_study_over_rest(tmp_path, mlflow_server):
     trials = [r for r in runs if {"key": "ablations.role", "value": "trial"} in r["data"]["tags"]]
     assert len(trials) == 4 and {r["info"]["status"] for r in trials} == {"FINISHED"}
     assert all(any(m["key"] == "linear_top1" for m in r["data"]["metrics"]) for r in trials)
-    assert len(runs) == 5  # and the study's parent run
+    floors = [r for r in runs if {"key": "ablations.role", "value": "baseline"} in r["data"]["tags"]]
+    assert len(floors) == 1  # the floor of its one seed
+    assert len(runs) == 6  # and the study's parent run
 
 
 def study_run(folder: Path, name: str = "tiny"):

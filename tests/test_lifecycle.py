@@ -64,7 +64,7 @@ def test_change_delete_rerun_holds_only_the_new_definition(tmp_path):
 
     listed = cli(tmp_path, "delete", "tiny")  # no terminal to ask and no --yes: refuses, removes nothing
     assert listed.returncode == 2 and "Optuna study 'tiny' (2 trials)" in listed.stdout
-    assert "3 MLflow runs of experiment 'tiny' (1 study run(s), 2 trial runs)" in listed.stdout
+    assert "4 MLflow runs of experiment 'tiny' (1 study run(s), 2 trial runs, 1 floor run(s))" in listed.stdout
     assert len(optuna_trials(tmp_path)) == 2
     deleted = cli(tmp_path, "delete", str(study), "--yes")
     assert deleted.returncode == 0, deleted.stderr
@@ -72,7 +72,7 @@ def test_change_delete_rerun_holds_only_the_new_definition(tmp_path):
     client = _client(tmp_path)
     exp = client.get_experiment_by_name("tiny")
     assert client.search_runs([exp.experiment_id]) == []  # in MLflow's trash, for `mlflow gc`
-    assert len(client.search_runs([exp.experiment_id], run_view_type=2)) == 3  # ViewType.DELETED_ONLY
+    assert len(client.search_runs([exp.experiment_id], run_view_type=2)) == 4  # DELETED_ONLY: study, trials, floor
 
     rerun = cli(tmp_path, "run", str(study), "--set", "train.epochs=2", "--no-progress")
     assert rerun.returncode == 0, rerun.stderr

@@ -3,11 +3,7 @@ the verdict rule's 2 standard errors, the spread staying as measured."""
 
 from __future__ import annotations
 
-import json
 import math
-import textwrap
-
-import pytest
 
 from reports.verdicts import INCONCLUSIVE, REPRODUCED, check_greater, estimate, seeds_to_decide
 
@@ -36,29 +32,3 @@ def test_an_inconclusive_verdict_says_it_and_a_decided_one_does_not():
     assert decided.verdict == REPRODUCED and "seeds_to_decide" not in decided.extra
     tied = check_greater("A beats B", estimate("A", 40.0, 1.0, 3), b)
     assert tied.extra["seeds_to_decide"] is None and "zero within noise" in tied.detail
-
-
-@pytest.mark.slow
-def test_plan_prints_each_claims_verdict_and_the_seeds_that_would_decide_it(tmp_path):
-    from tests.test_engine import TINY, cli
-
-    study = tmp_path / "tiny.yaml"
-    study.write_text(TINY.format(epochs=1).split("grid:")[0] + textwrap.dedent("""\
-        zip:
-          augment.color.strength: [0.125, 1.0, 1.0]
-          augment.ops: [[crop, color], [crop, color], [crop, color, blur]]
-        repeats: 2
-        report: {kind: color_strength}
-        """))
-    before = cli(tmp_path, "plan", str(study))
-    assert before.returncode == 0 and "claim:" not in before.stdout and not (tmp_path / "mlflow.db").exists()
-    assert cli(tmp_path, "run", str(study), "--no-progress", "--no-floor").returncode == 0
-    summary = json.loads((tmp_path / "reports_out" / "tiny" / "summary.json").read_text())
-    after = cli(tmp_path, "plan", str(study))
-    lines = [line for line in after.stdout.splitlines() if line.startswith("claim: ")]
-    assert len(lines) == len(summary["verdicts"]) == 2
-    for line, v in zip(lines, summary["verdicts"]):
-        assert line.startswith(f"claim: {v['claim']}: {v['verdict']} (n=2)")
-        need = v["extra"].get("seeds_to_decide")
-        if v["verdict"] == INCONCLUSIVE:
-            assert line.endswith(f"about {need} seeds per point would decide it" if need else "zero within noise")

@@ -44,6 +44,7 @@ class Found:
     optuna_trials: int | None = None  # None: no Optuna study of that name
     mlflow_runs: list[str] = field(default_factory=list)
     parent_runs: int = 0
+    floor_runs: int = 0
     folders: list[Path] = field(default_factory=list)
 
     def empty(self) -> bool:
@@ -54,9 +55,11 @@ class Found:
         if self.optuna_trials is not None:
             out.append(f"the Optuna study '{self.name}' ({self.optuna_trials} trials) in {storage}")
         if self.mlflow_runs:
-            trials = len(self.mlflow_runs) - self.parent_runs
+            trials = len(self.mlflow_runs) - self.parent_runs - self.floor_runs
+            floors = f", {self.floor_runs} floor run(s)" if self.floor_runs else ""
             out.append(f"{len(self.mlflow_runs)} MLflow runs of experiment '{self.name}' ({self.parent_runs} study "
-                       f"run(s), {trials} trial runs) at {tracking_uri}, moved to MLflow's trash (`mlflow gc` purges)")
+                       f"run(s), {trials} trial runs{floors}) at {tracking_uri}, moved to MLflow's trash "
+                       "(`mlflow gc` purges)")
         for folder in self.folders:
             out.append(f"the folder {folder} ({_size(folder)})")
         return out
@@ -118,6 +121,7 @@ def find(name: str, storage: str, tracking_uri: str, runs_dir: Path, reports_dir
             runs = _all_runs(client, exp.experiment_id)
             found.mlflow_runs = [r.info.run_id for r in runs]
             found.parent_runs = sum(1 for r in runs if r.data.tags.get("ablations.role") == "study")
+            found.floor_runs = sum(1 for r in runs if r.data.tags.get("ablations.role") == "baseline")
     found.folders = [d for d in (runs_dir / name, reports_dir / name) if d.is_dir()]
     return found
 
