@@ -103,3 +103,16 @@ def test_the_example_installs_and_its_study_runs_at_the_quick_scale(tmp_path):
     report = (tmp_path / "reports_out" / "plugin_example-quick" / "report.md").read_text()
     for name in ("encoder vit", "loss dcl", "transformation solarize"):
         assert f"{name}: simclr-plugin-example 0.1.0 (entry point" in report
+
+
+def test_the_per_image_loader_runs_a_plugin_through_its_per_image_form(example):
+    from core.config import AugmentConfig
+    from core.loaders import TorchvisionViews
+
+    target = "simclr_plugin_example.solarize:solarize"
+    cfg = AugmentConfig(ops=["crop", target], params={target: {"p": 1.0, "threshold": 0.0}})
+    image = torch.full((3, 16, 16), 0.25)
+    v1, v2 = TorchvisionViews(cfg, 16)(image)
+    # p = 1 and threshold 0: every pixel is inverted after the crop (of a constant image: still 0.25)
+    assert v1.shape == v2.shape == (3, 16, 16)
+    assert torch.allclose(v1, torch.full_like(v1, 0.75)) and torch.allclose(v2, torch.full_like(v2, 0.75))
