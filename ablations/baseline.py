@@ -35,7 +35,7 @@ def floor_key(config: RunConfig) -> str:
     fields = {"data": dumped["data"], "model": dumped["model"], "eval": dumped["eval"],
               "crop_size": config.augment.crop.size, "seed": config.train.seed,
               "numerics": [config.train.precision, config.train.channels_last]}
-    if registry.uses_plugins(config):
+    if not registry.is_builtin("encoder", config.model.encoder):  # only the encoder's code decides the floor
         fields["encoder_origin"] = registry.resolve("encoder", config.model.encoder).origin()
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 

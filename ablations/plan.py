@@ -129,9 +129,8 @@ def trial_digest(config: RunConfig) -> str:
     """Short hash of what decides one trial's result (the fields ``identity`` keeps): part of its
     run directory's name, so a point whose config changed never meets an old checkpoint."""
     exclude = identity_exclusions(config, {"train": NEUTRAL_TRAIN, "data": NEUTRAL_DATA})
-    text = config.model_dump_json(exclude=exclude)
-    if registry.uses_plugins(config):  # another version of a plugin never resumes the old one's checkpoint
-        text += json.dumps(registry.provenance(config), sort_keys=True)
+    # another version of a plugin never resumes the old one's checkpoint
+    text = config.model_dump_json(exclude=exclude) + registry.identity_text(config)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -104,7 +103,5 @@ def recipe_of(path: Path | None, overrides: dict[str, Any] | None = None) -> str
 def config_digest(config: RunConfig) -> str:
     """Short stable hash of every setting: the same config always maps to the same run directory."""
     neutral = identity_exclusions(config, {"train": {"progress", "log_every"}})
-    text = config.model_dump_json(exclude=neutral)
-    if registry.uses_plugins(config):  # a plugin's other version is another run
-        text += json.dumps(registry.provenance(config), sort_keys=True)
+    text = config.model_dump_json(exclude=neutral) + registry.identity_text(config)  # a plugin's version too
     return hashlib.sha256(text.encode()).hexdigest()[:10]

@@ -44,9 +44,8 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ablations.runconfig_file import check_dotted_path, with_recipe
+from ablations.runconfig_file import check_dotted_path, check_plugins, with_recipe
 from ablations.yamlfile import ConfigFileError, allowed_fields, line_of, read_yaml
-from core import registry
 from core.config import RunConfig
 from core.dotted import deep_copy, deep_merge, set_path
 from core.recipes import RECIPE_KEY, RecipeError, load_recipe, recipe_names
@@ -700,26 +699,19 @@ def distinct_configs(study: Study) -> list[RunConfig]:
 
 
 def _check_plugins(study: Study, locator: _Locator) -> None:
-    """Try each plugin the trials use on a tiny batch (``core.components``), so one that breaks its
-    contract is refused now, at its field, before any store exists."""
-    configs = [c for c in distinct_configs(study) if registry.uses_plugins(c)]
-    if not configs:
-        return  # built-ins only: no torch import for plan, report, delete
-    from core.components import ComponentError, check_components
+    """Try each plugin the trials use on a tiny batch (``runconfig_file.check_plugins``), so one that
+    breaks its contract is refused now, at its field (an axis, else the base), before any store exists."""
+    def where(loc: tuple[Any, ...]) -> str:
+        loc = tuple(str(p) for p in loc)
+        axis = _axis_for(study, loc)
+        return locator.where(axis if axis is not None else ("base", *loc))
 
     seen: set[str] = set()
-    for config in configs:
-        key = json.dumps(registry.provenance(config)) + config.model_dump_json()
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            check_components(config)
-        except ComponentError as exc:
-            loc = tuple(str(p) for p in exc.loc)
-            axis = _axis_for(study, loc)
-            where = locator.where(axis if axis is not None else ("base", *loc))
-            raise _fail(where, ".".join(loc), str(exc)) from None
+    for config in distinct_configs(study):
+        key = config.model_dump_json()
+        if key not in seen:  # built-ins only: returns at once, without importing torch
+            seen.add(key)
+            check_plugins(config, where)
 
 
 def _axis_for(study: Study, loc: tuple[str, ...]) -> tuple[str, str] | None:

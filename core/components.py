@@ -16,7 +16,7 @@ from torch import nn
 
 from core.config import AugmentConfig, LossConfig, ModelConfig, RunConfig
 from core.losses import REDUCTION_FACTOR
-from core.registry import Component, PluginError, resolve
+from core.registry import Component, PluginError, resolve, uses_plugins
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -67,11 +67,11 @@ class ComponentError(PluginError):
 
 
 def _call(component: Component, loc: tuple[str | int, ...], factory: Callable[..., Any], *args: Any) -> Any:
-    if component.builtin:
-        return factory(*args)
     try:
         return factory(*args)
-    except Exception as exc:  # the plugin's own error, about its params or anything else
+    except Exception as exc:  # a plugin's own error, about its params or anything else
+        if component.builtin:
+            raise
         raise ComponentError(loc, f"{component.describe()}: its factory raised {type(exc).__name__}: {exc}") from exc
 
 
@@ -88,6 +88,8 @@ def check_components(config: RunConfig, shape: tuple[int, int] | None = None, ba
     """Try every plugin ``config`` uses on random images of ``shape`` (channels, side; default: as
     the config says, ``image_shape``); ComponentError says which contract it broke (built-ins are
     tested by the suite and skipped here)."""
+    if not uses_plugins(config):
+        return
     channels, side = shape if shape is not None else image_shape(config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -129,7 +130,7 @@ def resolve(kind: str, name: str) -> Component:
             f"{WORDS[kind]} {name!r} (entry point {ep.value} of {_dist_label(ep)}) failed to import: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
-    _check_callable(factory, kind, name)
+    _check_callable(factory, f"{WORDS[kind]} {name!r}")
     dist = ep.dist
     return Component(kind, name, factory, ep.value,
                      dist.name if dist else "unknown", dist.version if dist else "unknown")
@@ -160,13 +161,12 @@ def _load(target: str, what: str, from_cwd: bool = False) -> Callable[..., Any]:
             obj = getattr(obj, part)
     except Exception as exc:  # ImportError, AttributeError, or anything the module raises on import
         raise PluginError(f"{what} failed to import: {type(exc).__name__}: {exc}") from exc
-    _check_callable(obj, what, None)
+    _check_callable(obj, what)
     return obj
 
 
-def _check_callable(obj: Any, kind_or_what: str, name: str | None) -> None:
+def _check_callable(obj: Any, what: str) -> None:
     if not callable(obj):
-        what = f"{WORDS[kind_or_what]} {name!r}" if name is not None else kind_or_what
         raise PluginError(f"{what}: expected a factory (a callable), got {type(obj).__name__}")
 
 
@@ -197,6 +197,12 @@ def plugins_of(config: Any) -> list[Component]:
     """The plugins (not built-ins) ``config`` uses, resolved, each once."""
     wanted = dict.fromkeys((k, n) for k, n in names_of(config) if not is_builtin(k, n))
     return [resolve(kind, name) for kind, name in wanted]
+
+
+def identity_text(config: Any) -> str:
+    """What a digest of ``config`` appends so that another version of a plugin is another run: its
+    provenance as JSON ('' for built-ins only, so their digests stay as they were)."""
+    return json.dumps(provenance(config), sort_keys=True) if uses_plugins(config) else ""
 
 
 def provenance(config: Any) -> dict[str, str]:
