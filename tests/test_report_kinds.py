@@ -32,3 +32,29 @@ def test_loading_a_study_does_not_import_the_plotting_libraries():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+def test_the_generic_figure_goes_per_point_only_when_its_two_axes_do_not_tell_the_points_apart():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from reports.layouts import build
+
+    def frame(rows):
+        return pd.DataFrame([{**r, "seed": s, "status": "finished", "trial": i * 2 + s, "point": f"p{i}-{s}",
+                              "linear_top1": 40.0 + i + s} for i, r in enumerate(rows) for s in (0, 1)])
+
+    one_axis = frame([{"recipe": "a"}, {"recipe": "b"}])
+    fig = build("generic", one_axis, "linear_top1").figures[0].draw()
+    assert fig.axes[0].get_title() == "linear_top1 against recipe"  # seeds are not points
+    plt.close(fig)
+    three = frame([{"augment.ops": "c", "loss.name": "x", "model.encoder": "r"},
+                   {"augment.ops": "c", "loss.name": "x", "model.encoder": "v"},
+                   {"augment.ops": "s", "loss.name": "x", "model.encoder": "r"}])
+    fig = build("generic", three, "linear_top1").figures[0].draw()
+    assert fig.axes[0].get_title() == "linear_top1 per point"
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["c, x, r", "c, x, v", "s, x, r"]
+    plt.close(fig)

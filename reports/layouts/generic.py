@@ -36,7 +36,7 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
             x = axes[0]
             hue = axes[1] if len(axes) > 1 else None
             shown = [x] + ([hue] if hue else [])
-            if "point" in tidy and int(tidy.groupby(shown)["point"].nunique().max()) > 1:
+            if len(tidy.drop_duplicates(shown)) < len(tidy.drop_duplicates(axes)):
                 # the first two axes do not tell the points apart (a third axis, a zip of three):
                 # one category per point, named by every axis, rather than points pooled into one
                 x, hue = "point", None
