@@ -75,6 +75,7 @@ FINGERPRINT = "fingerprint"
 PARENT_RUN = "mlflow_parent_run_id"
 READY = "ready"
 DEFINITION = "definition"  # study user attr: plan.identity of the definition it was created from
+ADDED_SEED = "added_round"  # user attr: a seed beyond the study's repeats, added by `run --until-decided` in this round
 
 
 class StudyMismatch(ValueError):
@@ -351,18 +352,23 @@ def _take(storage: RDBStorage, frozen: FrozenTrial) -> bool:
 
 
 def _drop_if_duplicate(opt: optuna.Study, frozen: FrozenTrial) -> bool:
-    """Fail a just-claimed retry when a lower-numbered retry of the same failed trial exists."""
+    """Fail a just-claimed retry when a lower-numbered retry of the same failed trial exists, and an
+    added seed when a lower-numbered trial adds the same one."""
     retry_of = frozen.user_attrs.get(RETRY_OF)
-    if retry_of is None:
+    if retry_of is not None:
+        twins = [t.number for t in trials_of(opt)
+                 if t.user_attrs.get(RETRY_OF) == retry_of and t.number < frozen.number]
+        why = f"both retry trial {retry_of}"
+    elif ADDED_SEED in frozen.user_attrs:  # two processes added the same seed in the same round
+        key = frozen.user_attrs.get("key")
+        twins = [t.number for t in trials_of(opt) if ADDED_SEED in t.user_attrs and RETRY_OF not in t.user_attrs
+                 and DUPLICATE_OF not in t.user_attrs and t.user_attrs.get("key") == key and t.number < frozen.number]
+        why = "both add the same seed"
+    else:
         return False
-    twins = [
-        t.number
-        for t in trials_of(opt)
-        if t.user_attrs.get(RETRY_OF) == retry_of and t.number < frozen.number
-    ]
     if not twins:
         return False
-    log.info("trial %d duplicates trial %d (both retry trial %d); dropping it", frozen.number, twins[0], retry_of)
+    log.info("trial %d duplicates trial %d (%s); dropping it", frozen.number, twins[0], why)
     storage_of(opt).set_trial_user_attr(trial_id_of(frozen), DUPLICATE_OF, twins[0])
     storage_of(opt).set_trial_state_values(trial_id_of(frozen), state=TrialState.FAIL)
     return True
@@ -404,6 +410,9 @@ def trial_point(trial: optuna.Trial, plan: Plan) -> tuple[dict[str, Any], int, s
     if study.search is None:
         planned: PlannedTrial = plan.trials[trial.suggest_categorical("point", list(range(len(plan.trials))))]
         pt = planned.point
+        if ADDED_SEED in trial.user_attrs:  # the same point at a seed beyond the study's repeats
+            pt = Point(pt.index, pt.params, int(trial.user_attrs["repeat"]), int(trial.user_attrs["seed"]))
+            return pt.params, pt.seed, pt.key(), pt.label(), plan.config_for(pt.params, pt.seed)
         return pt.params, pt.seed, planned.key, planned.label, planned.config
     params: dict[str, Any] = {}
     for dotted, spec in study.search.params.items():
@@ -524,6 +533,7 @@ def study_counts(opt: optuna.Study, plan: Plan) -> Counts:
     """The study's points done (a finished or pruned trial), running and still to run."""
     trials = trials_of(opt)
     total = plan.study.search.n_trials if plan.study.search is not None else len(plan.trials)
+    total += len({t.user_attrs.get("key") for t in trials if ADDED_SEED in t.user_attrs})
     ended = (TrialState.COMPLETE, TrialState.PRUNED)
     done_keys = {t.user_attrs.get("key", t.number) for t in trials if t.state in ended}
     running = sum(1 for t in trials if t.state == TrialState.RUNNING)
@@ -665,6 +675,20 @@ def _fail(
 
 
 # ---------------------------------------------------------------------- the worker loop
+def _display_number(opt: optuna.Study, trial: optuna.Trial, plan: Plan) -> int:
+    """The trial's place in the study, 0-based: a grid trial's point, an added seed's place after
+    them (in the order the seeds were added), a search's trial number."""
+    if ADDED_SEED not in trial.user_attrs:
+        return trial.params.get("point", trial.number)
+    order: list[str] = []
+    for t in trials_of(opt):
+        key = t.user_attrs.get("key")
+        if ADDED_SEED in t.user_attrs and key not in order:
+            order.append(key)
+    key = trial.user_attrs.get("key")
+    return len(plan.trials) + (order.index(key) if key in order else len(order))
+
+
 def work(study: Study | Plan, name: str, options: EngineOptions, started_at: float | None = None) -> WorkerReport:
     """Claim and run trials until none is left (waiting while other workers finish theirs)."""
     plan = as_plan(study)
@@ -688,7 +712,7 @@ def work(study: Study | Plan, name: str, options: EngineOptions, started_at: flo
         seconds = time.monotonic() - started
         if outcome.startswith("finished"):
             progress.finished(seconds)
-        number = trial.params.get("point", trial.number)  # a grid trial's point, a search's trial
+        number = _display_number(opt, trial, plan)
         log.info("%s", progress.line(number, label, outcome, seconds, study_counts(opt, plan)))
         ran += 1
     return report

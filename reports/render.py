@@ -44,6 +44,8 @@ from reports import curves as lc
 from reports import floor
 from reports.layouts import Figure, KindReport, build
 from reports.layouts.common import accuracy_metric, value_text
+from reports.looks import study_verdicts
+from reports.sequential import RULE_TAG, SequentialRule
 from reports.trials import aggregate, axis_columns, load_curves, load_trials, read_trials_csv, study_runs
 from reports.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 
@@ -84,6 +86,9 @@ class StudyInfo:
     fingerprint: str | None = None
     floor: dict[str, Any] | None = None
     """The untrained encoder's evaluation (``reports.floor``), when the store or folder has it."""
+    sequential: dict[str, Any] | None = None
+    """The sequential rule the claims are judged by (``reports.sequential``), for a study run with
+    ``--until-decided``; None: the fixed rule of ``reports.verdicts``."""
 
 
 def parent_run(client: MlflowClient, study_name: str, fingerprint: str | None = None) -> Any | None:
@@ -115,6 +120,8 @@ def study_info(client: MlflowClient, study_name: str, study: Any | None, metric:
         info.fingerprint = run.data.tags.get("fingerprint")
         keys = [k for k in run.data.tags.get(floor.KEYS_TAG, "").split(",") if k]
         info.floor = floor.read_floor(client, keys) if keys else None
+        rule = run.data.tags.get(RULE_TAG)
+        info.sequential = json.loads(rule) if rule else None
     if study is not None:
         info.kind = study.report.get("kind", "generic")
         info.report_cfg = dict(study.report)
@@ -251,7 +258,15 @@ def findings(df: pd.DataFrame, rep: KindReport, info: StudyInfo, summary: pd.Dat
             named.append(f"{by[word]} {word}" + (f" ({', '.join(claims)})" if claims else ""))
         rho = rep.rho
         trend = f" Trend vs paper: Spearman rho {rho:+.2f}." if rho == rho else ""
-        parts.append(f"The paper's {plural(len(rep.verdicts), 'claim')}: {'; '.join(named)}.{trend}")
+        rule = ""
+        if info.sequential:
+            r = SequentialRule.from_dict(info.sequential)
+            looks = Counter(v.extra.get("sequential", {}).get("look") for v in rep.verdicts
+                            if v.extra.get("sequential", {}).get("decided"))
+            at = ", ".join(f"{looks[j]} at look {j}" for j in sorted(looks))
+            rule = (f" (judged by the sequential rule of --until-decided, at most {r.alpha:g} false decisions per "
+                    f"claim over {plural(r.looks, 'look')}{'; decided: ' + at if at else ''})")
+        parts.append(f"The paper's {plural(len(rep.verdicts), 'claim')}{rule}: {'; '.join(named)}.{trend}")
     if best is not None:
         s, k, n = lc.pooled_std(summary)
         if k:
@@ -454,6 +469,10 @@ def write_report(df: pd.DataFrame, name: str, info: StudyInfo, out_dir: Path, co
     metric = info.metric
     rep = build(info.kind, df, metric, info.report_cfg, info.direction,
                 info.log_axes if info.searched else None)
+    if info.sequential:
+        rule = SequentialRule.from_dict(info.sequential)
+        rep.verdicts = study_verdicts(df, info.kind, metric, info.report_cfg, info.direction, rule)
+        rep.notes.append(f"Claims judged by the sequential rule of `run --until-decided`: {rule.describe()}.")
     at_floor = floor.floor_text(info.floor, metric)
     if at_floor:
         rep.notes.append(f"Floor: an untrained encoder reaches {metric} {at_floor}: {info.floor['of']}, "
@@ -506,6 +525,7 @@ def write_report(df: pd.DataFrame, name: str, info: StudyInfo, out_dir: Path, co
         "verdicts": [v.as_dict() for v in rep.verdicts], "notes": rep.notes,
         "figures": [f for f, _ in figures], "environment": env, "command": command, "warnings": warnings,
         **({"floor": info.floor} if info.floor else {}),
+        **({"sequential": info.sequential} if info.sequential else {}),
     }, indent=2, default=str), encoding="utf-8")
     text = terminal_text(rep, metric, name, found)
     for w in warnings:
@@ -596,6 +616,7 @@ def read_report_folder(folder: Path) -> tuple[pd.DataFrame, str, StudyInfo, dict
     info.direction = recorded.get("direction") or info.direction
     info.description = recorded.get("description") or info.description
     info.floor = recorded.get("floor") if isinstance(recorded.get("floor"), dict) else None
+    info.sequential = recorded.get("sequential") if isinstance(recorded.get("sequential"), dict) else None
     return df, str(recorded.get("study") or folder.name), info, recorded
 
 

@@ -32,7 +32,10 @@ K_SE = 2.0
 @dataclass(frozen=True)
 class Estimate:
     """A mean over seeds: ``se`` is std / sqrt(n) (NaN when n < 2); ``n`` the fewest seeds behind it;
-    ``gap`` says which of the cells it combines have no finished trial, when some have."""
+    ``gap`` says which of the cells it combines have no finished trial, when some have; ``df`` the
+    degrees of freedom of ``se`` (n - 1 for one cell, Welch-Satterthwaite for combinations: what a
+    t test of it uses); ``points`` the study points it reads, each as ((axis, value), ...): what
+    ``run --until-decided`` adds seeds to."""
 
     label: str
     mean: float
@@ -40,6 +43,8 @@ class Estimate:
     n: int
     failed: int = 0
     gap: str = ""
+    df: float = math.nan
+    points: frozenset[tuple[tuple[str, Any], ...]] = frozenset()
 
     @property
     def missing(self) -> bool:
@@ -58,14 +63,27 @@ class Estimate:
             min(self.n, other.n),
             self.failed + other.failed,
             "; ".join(g for g in (self.gap, other.gap) if g),
+            welch_df([self.se**2, other.se**2], [self.df, other.df]),
+            self.points | other.points,
         )
+
+
+def welch_df(variances: Sequence[float], dfs: Sequence[float]) -> float:
+    """Welch-Satterthwaite degrees of freedom of a sum of independent variance estimates:
+    ``(sum v)^2 / sum(v^2 / df)``; NaN when any part is unknown, and a part with zero variance adds
+    nothing (it carries no uncertainty to estimate)."""
+    if any(not (math.isfinite(v) and math.isfinite(d)) for v, d in zip(variances, dfs)):
+        return math.nan
+    total = sum(variances)
+    denominator = sum(v * v / d for v, d in zip(variances, dfs) if v > 0)
+    return total * total / denominator if denominator > 0 else math.nan
 
 
 def estimate(label: str, mean: float, std: float, n: int, failed: int = 0) -> Estimate:
     n = int(n) if n == n else 0
     mean = float(mean) if n > 0 else math.nan
     se = float(std) / math.sqrt(n) if n >= 2 and std == std else math.nan
-    return Estimate(label, mean, se, n, int(failed))
+    return Estimate(label, mean, se, n, int(failed), df=float(n - 1) if n >= 2 else math.nan)
 
 
 def from_row(label: str, row: Any) -> Estimate:
@@ -83,19 +101,24 @@ def mean_of(label: str, parts: Sequence[Estimate]) -> Estimate:
         gaps = [p for p in parts if p.missing]
         names = ", ".join(f"{p.label} ({p.absence})" for p in gaps)
         gap = f"{len(gaps)} of its {len(parts)} cells without a finished trial: {names}" if parts else ""
-        return Estimate(label, math.nan, math.nan, 0, sum(p.failed for p in parts), gap)
+        return Estimate(label, math.nan, math.nan, 0, sum(p.failed for p in parts), gap,
+                        points=frozenset().union(*(p.points for p in parts)))
     k = len(parts)
     se = math.sqrt(sum(p.se**2 for p in parts)) / k
-    return Estimate(label, sum(p.mean for p in parts) / k, se, min(p.n for p in parts), sum(p.failed for p in parts))
+    return Estimate(label, sum(p.mean for p in parts) / k, se, min(p.n for p in parts), sum(p.failed for p in parts),
+                    df=welch_df([p.se**2 / k**2 for p in parts], [p.df for p in parts]),
+                    points=frozenset().union(*(p.points for p in parts)))
 
 
 def best_of(label: str, parts: Sequence[Estimate]) -> Estimate:
-    """The cell with the highest mean (its own spread), named in the label."""
+    """The cell with the highest mean (its own spread), named in the label; it reads every part's
+    points (more seeds may change which is best). The pick is not corrected for being a maximum."""
+    every = frozenset().union(*(p.points for p in parts))
     done = [p for p in parts if not p.missing]
     if not done:
-        return missing(label)
+        return Estimate(label, math.nan, math.nan, 0, points=every)
     top = max(done, key=lambda p: p.mean)
-    return Estimate(f"{label} at {top.label}", top.mean, top.se, top.n, top.failed)
+    return Estimate(f"{label} at {top.label}", top.mean, top.se, top.n, top.failed, df=top.df, points=every)
 
 
 @dataclass
@@ -112,12 +135,19 @@ class Verdict:
     mean_a: float = math.nan
     mean_b: float = math.nan
     extra: dict[str, Any] = field(default_factory=dict)
+    df: float = math.nan
+    """Degrees of freedom of ``se`` (Welch-Satterthwaite over both sides)."""
+    points: frozenset[tuple[tuple[str, Any], ...]] = frozenset()
+    """The study points the claim compares (both sides'): see :class:`Estimate`."""
 
     def line(self) -> str:
         return f"[{self.verdict}] {self.claim}: {self.detail}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+        """JSON data (summary.json): the points are left out, they are the trials table's rows."""
+        data = asdict(self)
+        data.pop("points")
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()}
 
 
 MAX_SEEDS = 1000
@@ -136,7 +166,8 @@ def seeds_to_decide(gap: float, se: float, seeds: int, k: float = K_SE) -> int |
 
 def check_greater(claim: str, a: Estimate, b: Estimate, margin: float = 0.0, k: float = K_SE) -> Verdict:
     """Judge "A beats B by more than ``margin`` points" against the seed spread of both."""
-    base = dict(claim=claim, a=a.label, b=b.label, margin=margin, mean_a=a.mean, mean_b=b.mean)
+    base = dict(claim=claim, a=a.label, b=b.label, margin=margin, mean_a=a.mean, mean_b=b.mean,
+                points=a.points | b.points)
     for side in (a, b):
         if side.missing:
             why = side.gap or side.absence
@@ -146,7 +177,8 @@ def check_greater(claim: str, a: Estimate, b: Estimate, margin: float = 0.0, k: 
     se = math.sqrt(a.se**2 + b.se**2) if seeds >= 2 else math.nan
     need = f" (claimed margin {margin:g})" if margin else ""
     text = f"{a.label} {a.mean:.2f} vs {b.label} {b.mean:.2f}: difference {diff:+.2f} points{need}"
-    base.update(difference=diff, seeds=seeds, se=se)
+    base.update(difference=diff, seeds=seeds, se=se,
+                df=welch_df([a.se**2, b.se**2], [a.df, b.df]) if seeds >= 2 else math.nan)
     if seeds < 2:
         way = "the paper's way" if diff > margin else ("against the paper" if diff < 0 else "below the claimed margin")
         return Verdict(

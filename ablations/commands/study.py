@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,10 @@ and environment recorded there are kept.
 """
 
 
+DEFAULT_MAX_SEEDS = 8
+"""``--max-seeds-per-point``: with 3 seeds per point, 6 looks, each at level 0.05 / 6."""
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", type=Path, help="study file (YAML), e.g. studies/quickstart.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -70,7 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "devices_per_trial of them per worker (e.g. cuda:0,cuda:1; default: each trial's train.device)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"),
                    help="checkpoints go to RUNS_DIR/STUDY/POINT (default runs)")
-    p.add_argument("--max-trials", type=int, help="stop after this many trials (per worker)")
+    p.add_argument("--max-trials", type=int, help="stop after this many trials (per worker; with --until-decided, "
+                   "in all, added rounds included)")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan; write nothing")
     p.add_argument("--log-checkpoint", action="store_true", help="also store each trial's final checkpoint in MLflow")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in batch jobs)")
@@ -80,6 +87,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--grace-period", type=int, default=20, metavar="S",
                    help="seconds without a heartbeat before another worker takes over a trial whose worker died "
                    "(default 20)")
+    seq = p.add_argument_group("adding seeds until the claims are decided (docs/results.md)")
+    seq.add_argument("--until-decided", action="store_true",
+                     help="after the study's own trials, add one seed per round to the points each undecided "
+                     "claim compares, until every claim is decided or the budget is spent; claims are then judged "
+                     "by a sequential rule with a stated error rate (a t test at alpha/looks per look)")
+    seq.add_argument("--max-seeds-per-point", type=int, default=DEFAULT_MAX_SEEDS, metavar="N",
+                     help=f"with --until-decided: at most N seeds per point, which fixes the number of looks "
+                     f"(N - repeats + 1; default {DEFAULT_MAX_SEEDS})")
+    seq.add_argument("--alpha", type=float, default=0.05,
+                     help="with --until-decided: the chance of any false decision per claim, over all its looks "
+                     "(default 0.05)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("plan", help="list a study's trials, which are done, and what they cost",
@@ -274,15 +292,24 @@ def print_claims(tracking_uri: str, name: str, plan: Plan) -> None:
     prefix = "sqlite:///"
     if tracking_uri.startswith(prefix) and not Path(tracking_uri[len(prefix):]).is_file():
         return
-    from reports.layouts import build
+    from reports.looks import study_verdicts
+    from reports.render import parent_run
+    from reports.sequential import RULE_TAG, SequentialRule
     from reports.trials import load_trials
 
     df = load_trials(tracking_uri, name, plan.fingerprint)
     if df.empty:
         return
+    import mlflow
+
+    run = parent_run(mlflow.MlflowClient(tracking_uri), name, plan.fingerprint)
+    stored = run.data.tags.get(RULE_TAG) if run is not None else None
+    rule = SequentialRule.from_dict(json.loads(stored)) if stored else None
+    if rule is not None:
+        print(f"claims judged by the study's sequential rule (--until-decided): {rule.describe()}")
     study = plan.study
-    rep = build(study.report.get("kind", "generic"), df, study.metric, dict(study.report), study.direction)
-    for v in rep.verdicts:
+    for v in study_verdicts(df, study.report.get("kind", "generic"), study.metric, dict(study.report),
+                            study.direction, rule):
         need = v.extra.get("seeds_to_decide", "")
         more = ("" if "seeds_to_decide" not in v.extra else
                 f": about {need} seeds per point would decide it" if need else ": zero within noise")
@@ -299,6 +326,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigFileError(f"--grace-period {args.grace_period}: expected at least 2 seconds")
         if args.max_trials is not None and args.max_trials < 1:
             raise ConfigFileError(f"--max-trials {args.max_trials}: expected a whole number >= 1")
+        rule = _sequential_rule(args, study)
         check_writable_folder(args.runs_dir, "--runs-dir")
         devices = [d.strip() for d in args.devices.split(",") if d.strip()]
         plan = make_plan(study)
@@ -308,6 +336,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigFileError as exc:
         return _bad(str(exc))
     # imported only now: bad input is reported without loading MLflow and Optuna
+    from ablations.added_seeds import RuleMismatch
     from ablations.engine import PARENT_RUN, EngineOptions, StudyMismatch, load_or_create, make_storage, work
     from ablations.parallel import assign_devices, run_workers
     from ablations.study_status import close_study_run, mark_running
@@ -342,11 +371,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         opt = load_or_create(plan, name, make_storage(storage_url, options, client), client)
         parent = opt.user_attrs[PARENT_RUN]
         mark_running(client, parent, study)
-        if args.workers == 1:
-            reports = [work(plan, name, options, started_at)]
+
+        def run_once(budget: int | None) -> list[Any]:
+            opts = replace(options, max_trials=budget)
+            if args.workers == 1:
+                return [work(plan, name, opts, started_at)]
+            return run_workers(args.study, overrides, args.scale, name, opts, devices, args.workers, started_at)
+
+        if rule is None:
+            reports = run_once(args.max_trials)
         else:
-            reports = run_workers(args.study, overrides, args.scale, name, options, devices, args.workers, started_at)
-    except StudyMismatch as exc:
+            from ablations.until_decided import run_until_decided
+
+            outcome = run_until_decided(opt, plan, name, tracking_uri, client, parent, rule, run_once,
+                                        args.max_trials)
+            reports = outcome.reports
+            print(f"\n--until-decided: {plural(outcome.rounds, 'round')} of added seeds; stopped: {outcome.stopped} "
+                  f"(rule: {rule.describe()})")
+    except (StudyMismatch, RuleMismatch) as exc:
         return _bad(str(exc))
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM from a scheduler (ablations.stopping)
         how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
@@ -365,6 +407,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     print_table(tracking_uri, name, study.metric, plan.fingerprint)
     print(f"MLflow: {ui_link(tracking_uri, client.get_experiment_by_name(name).experiment_id)}")
     return 0
+
+
+def _sequential_rule(args: argparse.Namespace, study: Any) -> Any:
+    """The rule ``--until-decided`` asks for (None without it), or a ConfigFileError saying why not."""
+    if not args.until_decided:
+        return None
+    if study.search is not None:
+        raise ConfigFileError(f"{study.source}: --until-decided adds seeds to a grid study's points; "
+                              "this is a search (its trials are not points to repeat)")
+    kind = study.report.get("kind", "generic")
+    if kind in ("generic", "search"):
+        raise ConfigFileError(f"{study.source}: --until-decided needs claims to decide, and report kind "
+                              f"{kind!r} makes none (the paper's studies do: report.kind color_strength, ...)")
+    if study.repeats < 2:
+        raise ConfigFileError(f"{study.source}: --until-decided needs repeats >= 2 (the seed spread is what "
+                              f"decides); the study has {study.repeats} (set repeats, or --scale one that does)")
+    if not 0 < args.alpha < 1:
+        raise ConfigFileError(f"--alpha {args.alpha}: expected a number between 0 and 1")
+    if args.max_seeds_per_point < study.repeats:
+        raise ConfigFileError(f"--max-seeds-per-point {args.max_seeds_per_point}: fewer than the study's own "
+                              f"{study.repeats} seeds per point")
+    from reports.sequential import SequentialRule
+
+    return SequentialRule.up_to(study.repeats, args.max_seeds_per_point, args.alpha)
 
 
 def _floor(plan: Plan, client: Any, name: str, parent: str | None) -> None:

@@ -8,7 +8,7 @@ Nothing here draws: the drawing helpers are in :mod:`reports.layouts.plotting`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -116,7 +116,9 @@ def cells_by(df: pd.DataFrame, metric: str, axes: list[str], key: Callable[[pd.S
         k = key(row)
         if k is None:
             continue
-        out[k] = Cell(from_row(label_of(k), row), float(row["std"]) if row["n"] > 1 else math.nan)
+        where = frozenset({tuple((axis, row[axis]) for axis in axes)})
+        std = float(row["std"]) if row["n"] > 1 else math.nan
+        out[k] = Cell(replace(from_row(label_of(k), row), points=where), std)
     return out
 
 
@@ -140,7 +142,7 @@ def est(cells: dict[Any, Cell], key: Any, label: str | None = None) -> Estimate:
     cell = cells.get(key)
     if cell is None:
         return missing(label or label_of(key))
-    return cell.est if label is None else Estimate(label, cell.est.mean, cell.est.se, cell.est.n, cell.est.failed)
+    return cell.est if label is None else replace(cell.est, label=label, gap="")
 
 
 def paper_cells(paper: PaperCells) -> dict[Any, Cell]:

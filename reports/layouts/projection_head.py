@@ -28,16 +28,21 @@ from reports.layouts.plotting import min_span, new_fig
 from reports.verdicts import Estimate, Verdict, check_greater, estimate, mean_of, missing, with_paper
 
 
-def pooled_over_seeds(df: pd.DataFrame, metric: str, label: str) -> Cell:
+def pooled_over_seeds(df: pd.DataFrame, metric: str, label: str, where: tuple[tuple[str, Any], ...] = ()) -> Cell:
     """Trials of one configuration repeated under several axis values: mean per seed first, then over seeds
-    (no head is the same model at every output dimension: its n is its seeds, not its trials)."""
+    (no head is the same model at every output dimension: its n is its seeds, not its trials).
+    ``where``: the axis values that select these trials, the points the cell reads."""
+    points = frozenset({where}) if where else frozenset()
     done = df[df["status"] == "finished"]
     if metric not in done or done.empty:
-        return Cell(Estimate(label, math.nan, math.nan, 0, int((df["status"] == "failed").sum())), math.nan)
+        return Cell(Estimate(label, math.nan, math.nan, 0, int((df["status"] == "failed").sum()), points=points),
+                    math.nan)
     per_seed = done.groupby("seed")[metric].mean()
-    std = float(per_seed.std()) if len(per_seed) > 1 else math.nan
-    se = std / math.sqrt(len(per_seed)) if len(per_seed) > 1 else math.nan
-    return Cell(Estimate(label, float(per_seed.mean()), se, len(per_seed)), std)
+    n = len(per_seed)
+    std = float(per_seed.std()) if n > 1 else math.nan
+    se = std / math.sqrt(n) if n > 1 else math.nan
+    return Cell(Estimate(label, float(per_seed.mean()), se, n, df=float(n - 1) if n > 1 else math.nan,
+                         points=points), std)
 
 
 def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
@@ -51,7 +56,7 @@ def layout(df: pd.DataFrame, metric: str, cfg: dict[str, Any]) -> KindReport:
     cells = cells_by(heads_with_dim, metric, [head_axis, dim_axis] if has_dim else [head_axis],
                      lambda row: (str(row[head_axis]), int(row[dim_axis]) if has_dim else None))
     none_rows = df[df[head_axis] == "none"]
-    none_cell = pooled_over_seeds(none_rows, metric, "none") if len(none_rows) else None
+    none_cell = pooled_over_seeds(none_rows, metric, "none", ((head_axis, "none"),)) if len(none_rows) else None
     paper: PaperCells = {}
     for head, dims in sec.get("cells", {}).items():
         for dim, v in dims.items():

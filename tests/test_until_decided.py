@@ -1,0 +1,112 @@
+"""``run --until-decided`` through the CLI on synthetic data: rounds of added seeds under a budget,
+a SIGKILL in the middle of an added round and the resume, the rule kept with the study, the report."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tests.test_engine import TINY, cli, popen
+
+STUDY = """\
+zip:
+  augment.color.strength: [0.125, 1.0]
+  augment.ops: [[crop, color], [crop, color]]
+repeats: 2
+report: {kind: color_strength}
+"""
+# alpha 1e-9 decides nothing on 64 test images: the rounds go on to the last look, deterministically
+UNTIL = ("--until-decided", "--alpha", "1e-9", "--max-seeds-per-point", "4", "--no-floor", "--no-progress",
+         "--grace-period", "2")
+
+
+def study_file(folder: Path, epochs: int = 3, body: str = STUDY) -> Path:
+    path = folder / "tiny.yaml"
+    path.write_text(TINY.format(epochs=epochs).split("grid:")[0] + body)
+    return path
+
+
+def trials(folder: Path) -> list[optuna.trial.FrozenTrial]:
+    storage = f"sqlite:///{folder / 'optuna.db'}"
+    return optuna.load_study(study_name="tiny", storage=storage).get_trials(deepcopy=False)
+
+
+def running_added_trial(folder: Path, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if any(t.state.name == "RUNNING" and "added_round" in t.user_attrs for t in trials(folder)):
+                return
+        except Exception:  # the storage is being created or written
+            pass
+        time.sleep(0.05)
+    raise AssertionError("no added trial started")
+
+
+@pytest.mark.slow
+def test_rounds_under_a_budget_survive_a_kill_in_an_added_round_and_keep_their_rule(tmp_path):
+    from mlflow import MlflowClient
+
+    study = study_file(tmp_path)
+    first = cli(tmp_path, "run", str(study), *UNTIL, "--max-trials", "5")
+    assert first.returncode == 0, first.stderr
+    assert "stopped: --max-trials 5 spent" in first.stdout
+    assert "round 1: 2 trials added at 2 points for 1 undecided claim" in first.stderr
+    assert sum(t.state.name == "COMPLETE" for t in trials(tmp_path)) == 5
+    # the rest, killed (SIGKILL: no clean-up) while an added trial runs, then resumed
+    proc = popen(tmp_path, "run", str(study), *UNTIL, log=tmp_path / "killed.log")
+    try:
+        running_added_trial(tmp_path)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    time.sleep(3)  # the dead trial's heartbeat goes stale (--grace-period 2)
+    resumed = cli(tmp_path, "run", str(study), *UNTIL)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "every claim decided" not in resumed.stdout
+    assert "undecided at the rule's last look (4 seeds per point)" in resumed.stdout
+    # exactly once: every point has seeds 0-3, one finished MLflow run each
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([exp.experiment_id], "tags.`ablations.role` = 'trial'")
+    done = sorted((json.loads(r.data.tags["axis.augment.color.strength"]), int(r.data.tags["seed"]))
+                  for r in runs if r.info.status == "FINISHED")
+    assert done == [(s, seed) for s in (0.125, 1.0) for seed in range(4)]
+    assert any(r.info.status == "FAILED" for r in runs)  # the killed attempt, recorded as such
+    # the rule stays with the study: in the report, in `plan`, and a different one is refused
+    folder = tmp_path / "reports_out" / "tiny"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["sequential"] == {"alpha": 1e-9, "looks": 3, "first_seeds": 2}
+    (verdict,) = summary["verdicts"]
+    assert verdict["verdict"] == "inconclusive" and verdict["seeds"] == 4
+    assert verdict["extra"]["sequential"]["look"] == 3 and "at look 3 of 3 (n=4 seeds)" in verdict["detail"]
+    assert "judged by the sequential rule of --until-decided" in summary["findings"]
+    plan = cli(tmp_path, "plan", str(study))
+    assert "claims judged by the study's sequential rule" in plan.stdout and "16 trials" not in plan.stdout
+    other = cli(tmp_path, "run", str(study), *UNTIL[:-2], "--max-seeds-per-point", "6")
+    assert other.returncode == 2 and "--max-seeds-per-point 4 --alpha 1e-09" in other.stderr
+    again = cli(tmp_path, "run", str(study), *UNTIL)
+    assert again.returncode == 0 and "0 rounds of added seeds" in again.stdout
+    assert "all 8 trials already finished" in again.stdout
+    # a rebuild from the folder judges by the same rule
+    report = (folder / "report.md").read_text()
+    assert cli(tmp_path, "report", "--from", str(folder), "--out", str(tmp_path / "re")).returncode == 0
+    assert (tmp_path / "re" / "report.md").read_text() == report
+
+
+@pytest.mark.parametrize("body,extra,expected", [
+    (STUDY.replace("repeats: 2", "repeats: 1"), (), "needs repeats >= 2"),
+    (STUDY.replace("kind: color_strength", "kind: generic"), (), "makes none"),
+    ("search:\n  n_trials: 2\n  params:\n    loss.temperature: {type: float, low: 0.1, high: 1.0}\n", (), "a search"),
+    (STUDY, ("--max-seeds-per-point", "1"), "fewer than the study's own 2 seeds per point"),
+    (STUDY, ("--alpha", "0"), "--alpha 0.0: expected a number between 0 and 1"),
+])
+def test_until_decided_refuses_what_it_cannot_decide_before_writing_anything(tmp_path, body, extra, expected):
+    out = cli(tmp_path, "run", str(study_file(tmp_path, body=body)), "--until-decided", *extra)
+    assert out.returncode == 2 and expected in out.stderr
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
