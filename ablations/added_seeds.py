@@ -106,5 +106,11 @@ def rounds_added(opt: optuna.Study) -> int:
     return max((int(t.user_attrs[ADDED_SEED]) for t in trials_of(opt) if ADDED_SEED in t.user_attrs), default=0)
 
 
+def attempts(opt: optuna.Study) -> int:
+    """Trials of the study that ran or run now (finished, pruned, failed, running; not a dropped duplicate)."""
+    ran = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+    return sum(1 for t in trials_of(opt, states=ran) if DUPLICATE_OF not in t.user_attrs)
+
+
 def waiting(opt: optuna.Study) -> int:
     return len(trials_of(opt, states=(TrialState.WAITING,)))

@@ -5,8 +5,10 @@ A round: judge every claim at its latest look (``reports.looks``); each claim no
 with looks left asks for one more seed at every point it compares; those seeds are enqueued
 (``ablations.added_seeds``) and run like any trial. The loop ends when no claim asks for more, the
 rule's last look is reached, a trial of the round did not finish (failed or interrupted: the next
-``run`` retries it), or ``--max-trials`` is spent. Rerunning the same command resumes: the rule,
-the seeds already added and the trials already run are all in the storage.
+``run`` retries it), or ``--max-trials`` is spent: with ``--until-decided`` it counts the study's
+trials in all (every attempt, its own and added, across invocations), so a stated budget holds
+however often the command is resumed. Rerunning the same command resumes: the rule, the seeds
+already added and the trials already run are all in the storage.
 """
 
 from __future__ import annotations
@@ -39,10 +41,6 @@ class Outcome:
     stopped: str = ""
 
 
-def ran(reports: list[Any]) -> int:
-    return sum(len(r.completed) + len(r.failed) + len(r.pruned) for r in reports)
-
-
 def undecided_targets(verdicts: list[Verdict], rule: SequentialRule, plan: Plan) -> tuple[dict[str, int], list[str]]:
     """(point_id -> seeds wanted, the claims asking): one more seed than each undecided claim's
     latest look, at every point it compares; a claim at the rule's last look asks for nothing."""
@@ -70,8 +68,8 @@ def run_until_decided(opt: optuna.Study, plan: Plan, name: str, tracking_uri: st
     out = Outcome()
     rule = added_seeds.fix_rule(opt, rule, client, parent)
 
-    def budget() -> int | None:
-        return None if max_trials is None else max_trials - ran(out.reports)
+    def budget() -> int | None:  # the study's trials in all, so a resumed command keeps the same budget
+        return None if max_trials is None else max_trials - added_seeds.attempts(opt)
 
     round_number = added_seeds.rounds_added(opt)
     while True:

@@ -58,6 +58,10 @@ def test_rounds_under_a_budget_survive_a_kill_in_an_added_round_and_keep_their_r
     assert "stopped: --max-trials 5 spent" in first.stdout
     assert "round 1: 2 trials added at 2 points for 1 undecided claim" in first.stderr
     assert sum(t.state.name == "COMPLETE" for t in trials(tmp_path)) == 5
+    # the budget counts the study's trials in all: the same command resumed runs nothing more
+    spent = cli(tmp_path, "run", str(study), *UNTIL, "--max-trials", "5")
+    assert spent.returncode == 0 and "stopped: --max-trials 5 spent" in spent.stdout
+    assert sum(t.state.name == "COMPLETE" for t in trials(tmp_path)) == 5
     # the rest, killed (SIGKILL: no clean-up) while an added trial runs, then resumed
     proc = popen(tmp_path, "run", str(study), *UNTIL, log=tmp_path / "killed.log")
     try:
@@ -77,7 +81,9 @@ def test_rounds_under_a_budget_survive_a_kill_in_an_added_round_and_keep_their_r
     done = sorted((json.loads(r.data.tags["axis.augment.color.strength"]), int(r.data.tags["seed"]))
                   for r in runs if r.info.status == "FINISHED")
     assert done == [(s, seed) for s in (0.125, 1.0) for seed in range(4)]
-    assert any(r.info.status == "FAILED" for r in runs)  # the killed attempt, recorded as such
+    killed = [t for t in trials(tmp_path) if t.state.name == "FAIL" and "added_round" in t.user_attrs]
+    assert len(killed) == 1  # the killed attempt, failed when its heartbeat went stale, and retried
+    assert all(r.info.status != "RUNNING" for r in runs)
     # the rule stays with the study: in the report, in `plan`, and a different one is refused
     folder = tmp_path / "reports_out" / "tiny"
     summary = json.loads((folder / "summary.json").read_text())

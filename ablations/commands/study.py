@@ -76,8 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "devices_per_trial of them per worker (e.g. cuda:0,cuda:1; default: each trial's train.device)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"),
                    help="checkpoints go to RUNS_DIR/STUDY/POINT (default runs)")
-    p.add_argument("--max-trials", type=int, help="stop after this many trials (per worker; with --until-decided, "
-                   "in all, added rounds included)")
+    p.add_argument("--max-trials", type=int, help="stop after this many trials (per worker; with --until-decided: "
+                   "the study's trials in all, its own and added, however often the command is resumed)")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan; write nothing")
     p.add_argument("--log-checkpoint", action="store_true", help="also store each trial's final checkpoint in MLflow")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in batch jobs)")
