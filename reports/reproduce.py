@@ -67,17 +67,29 @@ def _our_side(verdict: dict[str, Any]) -> str:
 
 def _verdict_text(verdict: dict[str, Any]) -> str:
     word = verdict["verdict"]
+    seq = (verdict.get("extra") or {}).get("sequential") or {}
+    when = f"look {seq['look']} of {seq['looks']}" if seq.get("look") else ""
     if word == NOT_REPRODUCED and (verdict.get("detail") or "").startswith("reversed"):
-        return "**not reproduced** (reversed)"
+        return "**not reproduced** (reversed" + (f", {when})" if when else ")")
     if word in (REPRODUCED, NOT_REPRODUCED):
-        return f"**{word}**"
+        return f"**{word}**" + (f" ({when})" if when else "")
     if verdict.get("difference") is None:
         return f"{word}: {verdict.get('detail', '')}"
     extra = verdict.get("extra") or {}
+    after = f"after {when}, " if when else ""
     if "seeds_to_decide" in extra:
         need = extra["seeds_to_decide"]
-        return f"{word} ({f'about {need} seeds per point to decide' if need else 'zero within noise'})"
+        return f"{word} ({after}{f'about {need} seeds per point to decide' if need else 'zero within noise'})"
     return word
+
+
+def rule_text(summary: dict[str, Any]) -> str:
+    """How a study's verdicts were judged: the fixed 2-SE rule, or the sequential rule of --until-decided."""
+    rule = summary.get("sequential")
+    if not rule:
+        return "2 SE, seeds as run"
+    most = int(rule["first_seeds"]) + int(rule["looks"]) - 1
+    return f"sequential t test, α {rule['alpha']:g} over {rule['looks']} looks ({rule['first_seeds']}-{most} seeds)"
 
 
 def _cell(text: str) -> str:
@@ -101,7 +113,8 @@ def section(root: Path, link_base: Path) -> str:
         "| study | claim | paper | ours: difference ± SE (n seeds) | verdict |",
         "| --- | --- | --- | --- | --- |",
     ]
-    trends = ["| study | cells matched | Spearman ρ with the paper's cells |", "| --- | ---: | ---: |"]
+    trends = ["| study | cells matched | Spearman ρ with the paper's cells | verdicts judged by |",
+              "| --- | ---: | ---: | --- |"]
     counts = {REPRODUCED: 0, NOT_REPRODUCED: 0, INCONCLUSIVE: 0}
     for kind, title in PAPER_STUDIES.items():
         if kind not in found:
@@ -114,7 +127,7 @@ def section(root: Path, link_base: Path) -> str:
             claims.append("| " + " | ".join(_cell(t) for t in (
                 link, verdict["claim"], _paper_side(verdict), _our_side(verdict), _verdict_text(verdict))) + " |")
         matched = [m for m in summary.get("matched", []) if m.get("ours") is not None and m.get("paper") is not None]
-        trends.append(f"| {link} | {len(matched)} | {_num(summary.get('spearman'))} |")
+        trends.append(f"| {link} | {len(matched)} | {_num(summary.get('spearman'))} | {rule_text(summary)} |")
     total = sum(counts.values())
     decided = counts[REPRODUCED] + counts[NOT_REPRODUCED]
     pending = [title for kind, title in PAPER_STUDIES.items() if kind not in found]

@@ -66,3 +66,18 @@ def test_write_replaces_only_between_the_markers_and_refuses_a_file_without_them
                           "--write", str(readme)],
                          capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 2 and "markers" in run.stderr and readme.read_text() == "nothing to replace\n"
+
+
+def test_a_study_judged_by_the_sequential_rule_says_at_which_look_and_by_which_rule(tmp_path):
+    up = frame(STRENGTH, lambda p: 40 + 4 * p["augment.color.strength"])
+    rule = {"alpha": 0.05, "looks": 4, "first_seeds": 3}
+    info = StudyInfo(kind="color_strength", text="name: x\n", sequential=rule)
+    write_report(up, "color_strength", info, tmp_path / "results" / "cs", "cmd")
+    summary = json.loads((tmp_path / "results" / "cs" / "summary.json").read_text())
+    assert summary["sequential"] == rule
+    text = section(tmp_path / "results", tmp_path)
+    row = next(line for line in text.splitlines() if "accuracy increases with color strength" in line)
+    claim = next(v for v in summary["verdicts"] if v["claim"] == "accuracy increases with color strength")
+    look = claim["extra"]["sequential"]["look"]
+    assert look >= 1 and f"(look {look} of 4)" in row and claim["verdict"] in row
+    assert "sequential t test, α 0.05 over 4 looks (3-6 seeds)" in text

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from reports.looks import first_seeds, matching_points
-from reports.sequential import SequentialRule, beta_inc, judge_by_looks, seeds_to_decide, t_quantile, t_sf
+from reports.sequential import SequentialRule, beta_inc, judge_by_looks, t_quantile, t_sf
 from reports.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Verdict, check_greater, estimate, mean_of
 
 REPO = Path(__file__).resolve().parent.parent

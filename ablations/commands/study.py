@@ -28,6 +28,7 @@ examples:
   python -m ablations run studies/color_strength.yaml --devices cuda:0,cuda:1 --workers 4
   python -m ablations run studies/batch_size_epochs.yaml \\
       --storage postgresql://user:pw@dbhost/optuna --tracking-uri http://mlflow-host:5000
+  python -m ablations run studies/color_strength.yaml --scale cpu --until-decided --max-trials 40
 
 Running the same command again skips finished trials and reruns failed or interrupted ones
 (resuming from their checkpoints). Several `run` processes, on one machine or many, pointed at
