@@ -202,6 +202,19 @@ def _storage_status(trials: list[Any]) -> dict[str, str]:
     return status
 
 
+def _added_seeds(trials: list[Any]) -> list[tuple[str, str, str]]:
+    """(key, label, axis values as sorted JSON) of each seed ``run --until-decided`` added, in the order added."""
+    from ablations.engine import ADDED_SEED
+
+    seen: dict[str, tuple[str, str, str]] = {}
+    for t in trials:
+        key = t.user_attrs.get("key")
+        if ADDED_SEED in t.user_attrs and key and key not in seen:
+            axes = json.dumps(json.loads(t.user_attrs.get("axes", "{}")), sort_keys=True, default=str)
+            seen[key] = (key, t.user_attrs.get("label", key), axes)
+    return list(seen.values())
+
+
 def _time_per_trial(trials: list[Any]) -> str:
     """'about 1.5 min a trial (mean of 3 finished)', from the finished trials' start and end times."""
     from ablations.progress import duration_text
@@ -238,11 +251,16 @@ def print_plan(plan: Plan, name: str, storage_url: str | None) -> None:
         cfgs = [study.base] * study.search.n_trials
     else:
         cfgs = [t.config for t in plan.trials]
-        width = max((len(t.label) for t in plan.trials), default=10)
-        for t in plan.trials:
-            print(f"  {t.point.index:>4}  {t.label:<{width}}  {status.get(t.key, 'todo').lower()}")
-        done = sum(1 for t in plan.trials if status.get(t.key) == "COMPLETE")
-        print(f"{len(plan.trials)} trials, {done} done, {len(plan.trials) - done} to run{_time_per_trial(trials)}")
+        added = _added_seeds(trials)
+        rows = [(t.key, t.label) for t in plan.trials] + [(k, f"{label} (added)") for k, label, _ in added]
+        width = max((len(label) for _, label in rows), default=10)
+        for i, (key, label) in enumerate(rows):
+            print(f"  {i:>4}  {label:<{width}}  {status.get(key, 'todo').lower()}")
+        done = sum(1 for key, _ in rows if status.get(key) == "COMPLETE")
+        more = f" ({len(plan.trials)} of the study, {len(added)} added by --until-decided)" if added else ""
+        print(f"{len(rows)} trials{more}, {done} done, {len(rows) - done} to run{_time_per_trial(trials)}")
+        by_point = {json.dumps(t.point.params, sort_keys=True, default=str): t.config for t in plan.trials}
+        cfgs += [by_point[axes] for _, _, axes in added if axes in by_point]  # a point's seeds cost alike
     images = [(_pretrain_images(c), c.train.epochs) for c in cfgs]
     if all(n is not None for n, _ in images):
         total = sum(2 * n * e for n, e in images if n is not None)
