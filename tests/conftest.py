@@ -1,4 +1,4 @@
-"""Shared fixtures: a real `mlflow server` on loopback."""
+"""Shared fixtures: a real `mlflow server` on loopback; one thread per worker under pytest-xdist."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+if "PYTEST_XDIST_WORKER" in os.environ:  # `pytest -n N`: N workers share the cores, one thread each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def free_port() -> int:
