@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -183,7 +184,7 @@ def test_two_concurrent_runs_share_the_study_and_run_each_trial_once(tmp_path):
     procs = [popen(tmp_path, "run", str(study)) for _ in range(2)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
-    finished = [int(out.split("this run: ")[1].split(" trials finished")[0]) for out in outputs]
+    finished = [int(re.search(r"this run: (\d+) trials? finished", out)[1]) for out in outputs]  # "1 trial"
     assert sum(finished) == 4, outputs
     trials = optuna_trials(tmp_path)
     assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
