@@ -9,6 +9,7 @@ so the README cannot drift from the reports it cites.
 
     python -m reports.reproduce results/cpu            # print the section
     python -m reports.reproduce results/cpu --write README.md   # replace it between the markers
+    python -m reports.reproduce results/cpu --longer results/cpu_long --write README.md   # and the epochs table
 """
 
 from __future__ import annotations
@@ -144,13 +145,78 @@ def section(root: Path, link_base: Path) -> str:
     return "\n".join(lines)
 
 
-def replace_section(text: str, body: str) -> str:
+LONGER_BEGIN = "<!-- longer:begin -->"
+LONGER_END = "<!-- longer:end -->"
+LONGER_STUDIES = ("color_strength", "projection_head")
+"""The studies run again at 5x the epochs (``scales.cpu_long``): what more training changes."""
+
+
+def _toward(paper: dict[str, Any] | None, short: dict[str, Any], long: dict[str, Any]) -> str:
+    """Did the difference move toward the paper's from the short run to the long one, beyond 2 SE of the change?"""
+    if short.get("difference") is None or long.get("difference") is None:
+        return "—"
+    change = long["difference"] - short["difference"]
+    se = math.sqrt((short.get("se") or math.nan) ** 2 + (long.get("se") or math.nan) ** 2)
+    a, b = (paper or {}).get("a"), (paper or {}).get("b")
+    said = f"{change:+.2f} ± {se:.2f}" if math.isfinite(se) else f"{change:+.2f}"
+    if a is None or b is None or not math.isfinite(se) or abs(change) <= 2 * se:
+        return f"no clear change ({said})"
+    way = "toward" if (change > 0) == (a - b > short["difference"]) else "away from"
+    return f"**{way} the paper** ({said})"
+
+
+def _floor_of(summary: dict[str, Any], metric: str) -> str:
+    values = [float(m[metric]) for m in (summary.get("floor") or {}).get("by_seed", {}).values() if metric in m]
+    if not values:
+        return "—"
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else math.nan
+    return f"{mean:.2f}" + (f" ± {std:.2f}" if math.isfinite(std) else "")
+
+
+def longer_section(short_root: Path, long_root: Path, link_base: Path) -> str:
+    """The README's table of what 5x the epochs changes: each claim of ``LONGER_STUDIES`` at both
+    scales beside the paper's, each scale's floor, and whether the difference moved toward the paper."""
+    short, long = folders(short_root), folders(long_root)
+    rows = ["| study | claim | paper | 20 epochs | 100 epochs | from 20 to 100 epochs |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    floors, pending = [], []
+    for kind in LONGER_STUDIES:
+        title = PAPER_STUDIES[kind]
+        if kind not in short or kind not in long:
+            pending.append(title)
+            continue
+        s_sum = json.loads((short[kind] / "summary.json").read_text())
+        l_sum = json.loads((long[kind] / "summary.json").read_text())
+        link = f"[{title}]({Path(os.path.relpath(long[kind] / 'report.md', link_base)).as_posix()})"
+        by_claim = {v["claim"]: v for v in l_sum.get("verdicts", [])}
+        for v in s_sum.get("verdicts", []):
+            w = by_claim.get(v["claim"], {})
+            at = [f"{_num(x.get('difference'))} ± {_num(x.get('se'))} (n={x.get('seeds', 0)}), {_verdict_text(x)}"
+                  if x.get("difference") is not None else "—" for x in (v, w)]
+            paper = (v.get("extra") or {}).get("paper")
+            rows.append("| " + " | ".join(_cell(t) for t in (
+                link, v["claim"], _paper_side(v), *at, _toward(paper, v, w))) + " |")
+        metric = s_sum.get("metric", "linear_top1")
+        floors.append(f"{title}: floor (untrained encoder, {metric}) {_floor_of(s_sum, metric)} at 20 epochs, "
+                      f"{_floor_of(l_sum, metric)} at 100 (it does not train, so the epochs do not change it)")
+    lines = rows + ["", *(f"- {f}" for f in floors)]
+    rules = sorted({rule_text(json.loads((d[k] / "summary.json").read_text()))
+                    for d in (short, long) for k in LONGER_STUDIES if k in d})
+    if rules:
+        lines.append(f"- verdicts judged by: {'; '.join(rules)} (the rule of each folder, as in the table above)")
+    if pending:
+        lines.append("- not run yet at both scales: " + "; ".join(pending))
+    return "\n".join(lines)
+
+
+def replace_section(text: str, body: str, begin: str = BEGIN, end: str = END) -> str:
     """``text`` with the lines between the markers replaced by ``body`` (ValueError without markers)."""
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"the markers {BEGIN} and {END} are missing")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{body}\n{END}{tail}"
+    if begin not in text or end not in text:
+        raise ValueError(f"the markers {begin} and {end} are missing")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{body}\n{end}{tail}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,19 +225,26 @@ def main(argv: list[str] | None = None) -> int:
         description="Print (or write into a README) the table of the paper's claims judged by the committed reports.",
     )
     parser.add_argument("root", type=Path, help="folder of report folders, e.g. results/cpu")
+    parser.add_argument("--longer", type=Path, metavar="FOLDER",
+                        help="also the table of what 5x the epochs changes, from this folder (e.g. results/cpu_long)")
     parser.add_argument("--write", type=Path, metavar="README",
-                        help="replace the section between the markers in this file")
+                        help="replace the section(s) between the markers in this file")
     args = parser.parse_args(argv)
-    if not args.root.is_dir():
-        print(f"error: {args.root}: not a folder of report folders", file=sys.stderr)
-        return 2
+    for root in (args.root, args.longer):
+        if root is not None and not root.is_dir():
+            print(f"error: {root}: not a folder of report folders", file=sys.stderr)
+            return 2
     base = (args.write.parent if args.write else Path(".")).resolve()
     body = section(args.root.resolve(), base)
+    longer = longer_section(args.root.resolve(), args.longer.resolve(), base) if args.longer else None
     if args.write is None:
-        print(body)
+        print(body if longer is None else f"{body}\n\n{longer}")
         return 0
     try:
-        args.write.write_text(replace_section(args.write.read_text(), body))
+        text = replace_section(args.write.read_text(), body)
+        if longer is not None:
+            text = replace_section(text, longer, LONGER_BEGIN, LONGER_END)
+        args.write.write_text(text)
     except (OSError, ValueError) as exc:
         print(f"error: {args.write}: {exc}", file=sys.stderr)
         return 2
