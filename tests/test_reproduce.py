@@ -81,3 +81,24 @@ def test_a_study_judged_by_the_sequential_rule_says_at_which_look_and_by_which_r
     look = claim["extra"]["sequential"]["look"]
     assert look >= 1 and f"(look {look} of 4)" in row and claim["verdict"] in row
     assert "sequential t test, α 0.05 over 4 looks (3-6 seeds)" in text
+
+
+def test_the_longer_training_table_compares_both_scales_claim_by_claim(tmp_path):
+    """Strength hurts at 20 epochs and helps at 100 (the paper's way): the row says so, with both
+    verdicts, the paper's side and each scale's floor; a study run at one scale only is listed as such."""
+    from reports.reproduce import LONGER_BEGIN, LONGER_END, longer_section
+
+    floor = {"of": "x", "protocol": "y", "by_seed": {"0": {"linear_top1": 26.0}, "1": {"linear_top1": 27.0}}}
+    for scale, slope in (("cpu", -4), ("cpu_long", 4)):
+        df = frame(STRENGTH, lambda p, k=slope: 40 + k * p["augment.color.strength"])
+        write_report(df, "color_strength", StudyInfo(kind="color_strength", text="name: x\n", floor=floor),
+                     tmp_path / scale / "color_strength", "cmd")
+    text = longer_section(tmp_path / "cpu", tmp_path / "cpu_long", tmp_path)
+    row = next(line for line in text.splitlines() if "accuracy increases with color strength" in line)
+    assert "[Table 1: colour strength](cpu_long/color_strength/report.md)" in row
+    assert "**not reproduced**" in row and "**reproduced**" in row and "**toward the paper** (+" in row
+    assert f"strength 1 {_paper_value(1.0):.1f} vs strength 0.125" in row
+    assert "floor (untrained encoder, linear_top1) 26.50 ± 0.71 at 20 epochs, 26.50 ± 0.71 at 100" in text
+    assert "not run yet at both scales: Figure 8: projection head" in text
+    readme = f"a\n{LONGER_BEGIN}\nold\n{LONGER_END}\nb\n"
+    assert replace_section(readme, text, LONGER_BEGIN, LONGER_END) == f"a\n{LONGER_BEGIN}\n{text}\n{LONGER_END}\nb\n"
