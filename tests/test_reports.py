@@ -344,12 +344,12 @@ def test_report_from_a_folder_rebuilds_the_same_report_without_mlflow(tmp_path, 
 
 
 def committed_report_folders() -> list[Path]:
-    """Report folders committed under results/cpu/ (any folder holding summary.json or tables/trials.csv)."""
-    return sorted(d for d in (REPO / "results" / "cpu").glob("*/")
+    """Report folders committed under results/SCALE/ (any folder holding summary.json or tables/trials.csv)."""
+    return sorted(d for d in (REPO / "results").glob("*/*/")
                   if (d / "summary.json").exists() or (d / "tables" / "trials.csv").exists())
 
 
-@pytest.mark.parametrize("folder", committed_report_folders() or [None], ids=lambda d: d.name if d else "none")
+@pytest.mark.parametrize("folder", committed_report_folders() or [None], ids=lambda d: f"{d.parent.name}/{d.name}" if d else "none")
 def test_every_committed_report_folder_rebuilds_to_its_own_summary(tmp_path, monkeypatch, folder):
     if folder is None:
         pytest.skip("no report folder committed under results/cpu/*/ yet: each one found there is rebuilt "

@@ -27,6 +27,17 @@ def test_the_readme_section_is_what_the_committed_reports_say():
     )
 
 
+def test_the_readme_longer_training_table_is_what_the_committed_reports_say():
+    from reports.reproduce import LONGER_BEGIN, LONGER_END, longer_section
+
+    readme = (ROOT / "README.md").read_text()
+    body = readme.split(LONGER_BEGIN, 1)[1].split(LONGER_END, 1)[0].strip("\n")
+    assert body == longer_section(ROOT / "results" / "cpu", ROOT / "results" / "cpu_long", ROOT), (
+        "README's 20-vs-100-epoch table is stale: run python -m reports.reproduce results/cpu "
+        "--longer results/cpu_long --write README.md"
+    )
+
+
 def _paper_value(strength: float) -> float:
     cells = reference.section("color_strength")["cells"]
     return next(float(c["value"]) for c in cells if float(c["strength"]) == strength and not c["blur"])
