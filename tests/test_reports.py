@@ -349,7 +349,8 @@ def committed_report_folders() -> list[Path]:
                   if (d / "summary.json").exists() or (d / "tables" / "trials.csv").exists())
 
 
-@pytest.mark.parametrize("folder", committed_report_folders() or [None], ids=lambda d: f"{d.parent.name}/{d.name}" if d else "none")
+@pytest.mark.parametrize("folder", committed_report_folders() or [None],
+                         ids=lambda d: f"{d.parent.name}/{d.name}" if d else "none")
 def test_every_committed_report_folder_rebuilds_to_its_own_summary(tmp_path, monkeypatch, folder):
     if folder is None:
         pytest.skip("no report folder committed under results/cpu/*/ yet: each one found there is rebuilt "
