@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from ablations.engine import ADDED_SEED, DUPLICATE_OF, _claim_lock, _point_attrs
 from ablations.optuna_access import storage_of, trials_of
 from ablations.plan import Plan
-from ablations.study import Point
+from ablations.study import Point, point_id
 from reports.sequential import RULE_TAG, SequentialRule
 
 RULE = "sequential_rule"
@@ -55,11 +55,6 @@ def fix_rule(opt: optuna.Study, rule: SequentialRule, client: Any, parent_run: s
             "another --name")
     client.set_tag(parent_run, RULE_TAG, json.dumps(rule.as_dict(), sort_keys=True))
     return rule
-
-
-def point_id(params: dict[str, Any]) -> str:
-    """A point's axis values as one comparable text."""
-    return json.dumps(params, sort_keys=True, default=str)
 
 
 def seeds_by_point(opt: optuna.Study) -> dict[str, set[int]]:

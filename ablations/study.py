@@ -214,6 +214,11 @@ class Point:
         return ", ".join(parts + [f"seed={self.seed}"])
 
 
+def point_id(params: dict[str, Any]) -> str:
+    """A point's axis values as one comparable text (the seed left out: every seed of a point has it)."""
+    return json.dumps(params, sort_keys=True, default=str)
+
+
 def format_value(value: Any) -> str:
     """YAML-like short text of a value: true/false, null, [crop, color]."""
     if value is True:

@@ -21,6 +21,7 @@ import optuna
 
 from ablations import added_seeds
 from ablations.plan import Plan
+from ablations.study import point_id
 from reports.looks import matching_points, study_verdicts
 from reports.sequential import SequentialRule
 from reports.trials import load_trials
@@ -54,7 +55,7 @@ def undecided_targets(verdicts: list[Verdict], rule: SequentialRule, plan: Plan)
             continue
         want = rule.seeds_at(look + 1) if look else rule.first_seeds
         for i in matching_points(v.points, params):
-            pid = added_seeds.point_id(params[i])
+            pid = point_id(params[i])
             targets[pid] = max(targets.get(pid, 0), want)
         asking.append(v.claim)
     return targets, asking

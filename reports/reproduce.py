@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reports.floor import floor_stats
 from reports.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 
 BEGIN = "<!-- reproduce:begin -->"
@@ -166,12 +167,11 @@ def _toward(paper: dict[str, Any] | None, short: dict[str, Any], long: dict[str,
 
 
 def _floor_of(summary: dict[str, Any], metric: str) -> str:
-    values = [float(m[metric]) for m in (summary.get("floor") or {}).get("by_seed", {}).values() if metric in m]
-    if not values:
+    stats = floor_stats(summary.get("floor"), metric)
+    if stats is None:
         return "—"
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else math.nan
-    return f"{mean:.2f}" + (f" ± {std:.2f}" if math.isfinite(std) else "")
+    mean, std, n = stats
+    return f"{mean:.2f}" + (f" ± {std:.2f}" if n > 1 else "")
 
 
 def longer_section(short_root: Path, long_root: Path, link_base: Path) -> str:

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from reports.verdicts import INCONCLUSIVE, MAX_SEEDS, NOT_REPRODUCED, REPRODUCED, Verdict
+from reports.verdicts import INCONCLUSIVE, MAX_SEEDS, NOT_REPRODUCED, REPRODUCED, Verdict, comparison_text
 
 RULE_TAG = "ablations.sequential"
 """The study run's MLflow tag holding the rule its claims are judged by (``SequentialRule.as_dict``, JSON)."""
@@ -163,8 +163,7 @@ def seeds_to_decide(rule: SequentialRule, gap: float, se: float, df: float, seed
 
 
 def _text(v: Verdict) -> str:
-    need = f" (claimed margin {v.margin:g})" if v.margin else ""
-    return f"{v.a} {v.mean_a:.2f} vs {v.b} {v.mean_b:.2f}: difference {v.difference:+.2f} points{need}"
+    return comparison_text(v.a, v.mean_a, v.b, v.mean_b, v.margin)
 
 
 def judge_by_looks(rule: SequentialRule, verdicts_with: Callable[[int], list[Verdict]]) -> list[Verdict]:

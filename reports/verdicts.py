@@ -164,6 +164,12 @@ def seeds_to_decide(gap: float, se: float, seeds: int, k: float = K_SE) -> int |
     return max(n, seeds + 1) if n <= MAX_SEEDS else None
 
 
+def comparison_text(a: str, mean_a: float, b: str, mean_b: float, margin: float) -> str:
+    """'strength 1 37.86 vs strength 0.125 39.71: difference -1.84 points', what a verdict compared."""
+    need = f" (claimed margin {margin:g})" if margin else ""
+    return f"{a} {mean_a:.2f} vs {b} {mean_b:.2f}: difference {mean_a - mean_b:+.2f} points{need}"
+
+
 def check_greater(claim: str, a: Estimate, b: Estimate, margin: float = 0.0, k: float = K_SE) -> Verdict:
     """Judge "A beats B by more than ``margin`` points" against the seed spread of both."""
     base = dict(claim=claim, a=a.label, b=b.label, margin=margin, mean_a=a.mean, mean_b=b.mean,
@@ -175,8 +181,7 @@ def check_greater(claim: str, a: Estimate, b: Estimate, margin: float = 0.0, k: 
     diff = a.mean - b.mean
     seeds = min(a.n, b.n)
     se = math.sqrt(a.se**2 + b.se**2) if seeds >= 2 else math.nan
-    need = f" (claimed margin {margin:g})" if margin else ""
-    text = f"{a.label} {a.mean:.2f} vs {b.label} {b.mean:.2f}: difference {diff:+.2f} points{need}"
+    text = comparison_text(a.label, a.mean, b.label, b.mean, margin)
     base.update(difference=diff, seeds=seeds, se=se,
                 df=welch_df([a.se**2, b.se**2], [a.df, b.df]) if seeds >= 2 else math.nan)
     if seeds < 2:

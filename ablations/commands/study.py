@@ -18,6 +18,7 @@ from ablations.logs import configure_logging
 from ablations.plan import Plan, make_plan, study_plugins
 from ablations.preflight import check_data, check_study_devices
 from ablations.stopping import Terminated, raise_on_sigterm
+from ablations.study import point_id
 from ablations.yamlfile import ConfigFileError
 
 RUN_EPILOG = """\
@@ -210,7 +211,7 @@ def _added_seeds(trials: list[Any]) -> list[tuple[str, str, str]]:
     for t in trials:
         key = t.user_attrs.get("key")
         if ADDED_SEED in t.user_attrs and key and key not in seen:
-            axes = json.dumps(json.loads(t.user_attrs.get("axes", "{}")), sort_keys=True, default=str)
+            axes = point_id(json.loads(t.user_attrs.get("axes", "{}")))
             seen[key] = (key, t.user_attrs.get("label", key), axes)
     return list(seen.values())
 
@@ -259,7 +260,7 @@ def print_plan(plan: Plan, name: str, storage_url: str | None) -> None:
         done = sum(1 for key, _ in rows if status.get(key) == "COMPLETE")
         more = f" ({len(plan.trials)} of the study, {len(added)} added by --until-decided)" if added else ""
         print(f"{len(rows)} trials{more}, {done} done, {len(rows) - done} to run{_time_per_trial(trials)}")
-        by_point = {json.dumps(t.point.params, sort_keys=True, default=str): t.config for t in plan.trials}
+        by_point = {point_id(t.point.params): t.config for t in plan.trials}
         cfgs += [by_point[axes] for _, _, axes in added if axes in by_point]  # a point's seeds cost alike
     images = [(_pretrain_images(c), c.train.epochs) for c in cfgs]
     if all(n is not None for n, _ in images):
