@@ -45,7 +45,7 @@ from reports import floor
 from reports.layouts import Figure, KindReport, build
 from reports.layouts.common import accuracy_metric, value_text
 from reports.looks import study_verdicts
-from reports.sequential import RULE_TAG, SequentialRule
+from reports.sequential import SequentialRule, rule_from_tags
 from reports.trials import aggregate, axis_columns, load_curves, load_trials, read_trials_csv, study_runs
 from reports.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 
@@ -120,8 +120,8 @@ def study_info(client: MlflowClient, study_name: str, study: Any | None, metric:
         info.fingerprint = run.data.tags.get("fingerprint")
         keys = [k for k in run.data.tags.get(floor.KEYS_TAG, "").split(",") if k]
         info.floor = floor.read_floor(client, keys) if keys else None
-        rule = run.data.tags.get(RULE_TAG)
-        info.sequential = json.loads(rule) if rule else None
+        rule = rule_from_tags(run.data.tags)
+        info.sequential = rule.as_dict() if rule else None
     if study is not None:
         info.kind = study.report.get("kind", "generic")
         info.report_cfg = dict(study.report)

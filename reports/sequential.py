@@ -19,7 +19,9 @@ Everything here is pure: the t distribution is computed here (no SciPy among the
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -140,6 +142,13 @@ class SequentialRule:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SequentialRule":
         return cls(float(data["alpha"]), int(data["looks"]), int(data["first_seeds"]))
+
+
+def rule_from_tags(tags: Mapping[str, str]) -> SequentialRule | None:
+    """The rule ``--until-decided`` fixed for a study, from its study run's tags; None when it ran without one.
+    The one reader of ``RULE_TAG`` (``plan`` prints it, reports judge by it)."""
+    text = tags.get(RULE_TAG)
+    return SequentialRule.from_dict(json.loads(text)) if text else None
 
 
 def seeds_to_decide(rule: SequentialRule, gap: float, se: float, df: float, seeds: int) -> int | None:

@@ -314,7 +314,7 @@ def print_claims(tracking_uri: str, name: str, plan: Plan) -> None:
         return
     from reports.looks import study_verdicts
     from reports.render import parent_run
-    from reports.sequential import RULE_TAG, SequentialRule
+    from reports.sequential import rule_from_tags
     from reports.trials import load_trials
 
     df = load_trials(tracking_uri, name, plan.fingerprint)
@@ -323,8 +323,7 @@ def print_claims(tracking_uri: str, name: str, plan: Plan) -> None:
     import mlflow
 
     run = parent_run(mlflow.MlflowClient(tracking_uri), name, plan.fingerprint)
-    stored = run.data.tags.get(RULE_TAG) if run is not None else None
-    rule = SequentialRule.from_dict(json.loads(stored)) if stored else None
+    rule = rule_from_tags(run.data.tags) if run is not None else None
     if rule is not None:
         print(f"claims judged by the study's sequential rule (--until-decided): {rule.describe()}")
     study = plan.study
