@@ -698,7 +698,7 @@ def work(study: Study | Plan, name: str, options: EngineOptions, started_at: flo
     opt = load_or_create(plan, name, storage, client)
     exp_id = tracking.experiment_id(client, name, plan.study.description.strip())
     report = WorkerReport()
-    progress = StudyProgress(workers=max(1, others_running(opt) + 1))
+    progress = StudyProgress()
     ran = 0
     while options.max_trials is None or ran < options.max_trials:
         trial = claim(opt, plan.study, started_at, client)

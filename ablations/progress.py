@@ -2,7 +2,7 @@
 and an estimate of the time left from the trials finished so far.
 
     trial 7/49 (augment.ops=[crop, color], seed=1) finished: linear_top1 40.40, 12.1 s/epoch, after 1.6 min;
-    study: 7 done, 1 running, 41 to run, about 1 h 05 min left at 1.6 min a trial (1 worker here)
+    study: 7 done, 1 running, 41 to run, about 33.2 min left at 1.6 min a trial (2 workers here)
 
 A trial's own progress bar (``train.progress``) shows its steps; this line is the study's, and it is
 logged (not drawn), so ``--no-progress`` batch logs keep it and stay clean.
@@ -44,12 +44,19 @@ class Counts:
 class StudyProgress:
     """What one worker has measured: how long its finished trials took."""
 
-    workers: int = 1
     started: float = field(default_factory=time.monotonic)
     durations: list[float] = field(default_factory=list)
 
     def finished(self, seconds: float) -> None:
         self.durations.append(seconds)
+
+    @staticmethod
+    def workers(counts: Counts) -> int:
+        """The workers sharing what is left: this one and one per trial running now. Read from the
+        storage at each line, not once at start: workers join and leave, and a killed worker's
+        trial reads RUNNING until the next claim finds its heartbeat stale (counted once at start,
+        it halved every estimate of a resumed run)."""
+        return counts.running + 1
 
     def eta_seconds(self, counts: Counts) -> float:
         """Time left: the mean trial duration so far, times the trials still to run or running, over
@@ -57,17 +64,20 @@ class StudyProgress:
         if not self.durations:
             return math.nan
         per_trial = sum(self.durations) / len(self.durations)
-        return per_trial * (counts.todo + 0.5 * counts.running) / max(1, self.workers)
+        return per_trial * (counts.todo + 0.5 * counts.running) / self.workers(counts)
 
     def line(self, number: int, label: str, outcome: str, seconds: float, counts: Counts) -> str:
         """The line logged when the study's trial ``number`` (0-based: its point, or a search's
         trial) ends."""
         study = f"study: {counts.done} done, {counts.running} running, {counts.todo} to run"
+        workers = self.workers(counts)
+        here = f"({workers} worker{'s' if workers != 1 else ''} here)"
         if counts.todo + counts.running == 0:
             left = "nothing left"
+        elif not self.durations:  # only failed trials so far: no duration to go by
+            left = f"time left unknown until a trial finishes {here}"
         else:
-            per = sum(self.durations) / len(self.durations) if self.durations else math.nan
-            left = (f"about {duration_text(self.eta_seconds(counts))} left at {duration_text(per)} a trial "
-                    f"({self.workers} worker{'s' if self.workers != 1 else ''} here)")
+            per = sum(self.durations) / len(self.durations)
+            left = f"about {duration_text(self.eta_seconds(counts))} left at {duration_text(per)} a trial {here}"
         return (f"trial {number + 1}/{counts.total} ({label}) {outcome}, after {duration_text(seconds)}; "
                 f"{study}, {left}")

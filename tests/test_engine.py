@@ -226,6 +226,24 @@ def test_killed_run_resumes_from_the_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_resumed_run_counts_no_killed_worker_in_its_time_left(tmp_path):
+    # two points; the first run is killed in its first trial, whose heartbeat then goes stale
+    text = TINY.format(epochs=40).split("grid:")[0] + "grid:\n  loss.temperature: [0.2, 0.5]\n"
+    study = tmp_path / "tiny.yaml"
+    study.write_text(text)
+    proc = popen(tmp_path, "run", str(study), "--grace-period", "3")
+    wait_for_epoch(tmp_path, 1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(4.0)  # past the grace period: the dead trial still reads RUNNING until a claim checks it
+    second = cli(tmp_path, "run", str(study), "--grace-period", "3", "--max-trials", "1", "--no-progress")
+    assert second.returncode == 0, second.stderr
+    lines = [line for line in second.stderr.splitlines() if "study: " in line]
+    assert len(lines) == 1 and "study: 1 done, 0 running, 1 to run, about" in lines[0], second.stderr
+    assert lines[0].endswith("(1 worker here)"), lines[0]
+
+
+@pytest.mark.slow
 def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path):
     study = tmp_path / "div.yaml"
     text = TINY.format(epochs=2).replace("name: tiny", "name: div").split("grid:")[0]
