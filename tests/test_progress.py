@@ -17,7 +17,8 @@ def test_time_left_is_the_mean_trial_times_what_is_left_over_the_workers():
 def test_the_line_names_the_workers_running_now():
     progress = StudyProgress(durations=[96.0])
     alone = progress.line(6, "seed=1", "finished: linear_top1 40.40", 96.0, Counts(done=7, running=0, todo=41))
-    assert alone.endswith("study: 7 done, 0 running, 41 to run, about 1 h 06 min left at 1.6 min a trial (1 worker here)")
+    assert alone.endswith(
+        "study: 7 done, 0 running, 41 to run, about 1 h 06 min left at 1.6 min a trial (1 worker here)")
     assert alone.startswith("trial 7/48 (seed=1) finished: linear_top1 40.40, after 1.6 min; ")
     shared = progress.line(6, "seed=1", "finished", 96.0, Counts(done=7, running=2, todo=40))
     assert shared.endswith("about 21.9 min left at 1.6 min a trial (3 workers here)")
