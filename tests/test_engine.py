@@ -1,17 +1,15 @@
 """The study engine through the real CLI: MLflow and Optuna stores on disk, real worker processes.
 
-Every test runs ``python -m ablations`` as a user would, in a temporary folder, on a tiny
-synthetic study (each trial trains for a second or two on CPU).
+Every test runs ``python -m ablations`` as a user would, each call its own process
+(``tests.cli_process``: forked from a server that imported the CLI once), in a temporary folder, on
+a tiny synthetic study (each trial trains for a second or two on CPU).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -25,6 +23,7 @@ from optuna.trial import TrialState
 
 from core import checkpoint
 from core.numerics import device_name, resolve_numerics
+from tests.cli_process import cli, popen
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,28 +47,6 @@ def write_study(folder: Path, epochs: int = 2, extra: str = "") -> Path:
     path = folder / "tiny.yaml"
     path.write_text(TINY.format(epochs=epochs) + extra)
     return path
-
-
-def cli(folder: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "ablations", *args], cwd=folder, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def popen(
-    folder: Path, *args: str, log: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.Popen[str]:
-    """The CLI in the background; its output goes to a pipe, or to ``log`` (a pipe nobody reads can fill up)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.Popen(
-        [sys.executable, "-m", "ablations", *args],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.PIPE if log is None else log.open("w"),
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def one_point_study(folder: Path, epochs: int, eval_line: str | None = None) -> Path:

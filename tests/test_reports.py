@@ -9,11 +9,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +35,7 @@ from reports.verdicts import (
     mean_of,
     spearman,
 )
+from tests.cli_process import cli
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = ("augment_pairs", "color_strength", "projection_head", "batch_size_epochs", "temperature", "loss_functions")
@@ -56,13 +55,6 @@ grid:
 repeats: 2
 report: {kind: temperature}
 """
-
-
-def cli(folder: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "ablations", *args], cwd=folder, env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 # ---------------------------------------------------------------------- paper reference
