@@ -1,6 +1,8 @@
 """What the fork server of ``tests.cli_process`` imports once: the modules every CLI command reaches.
 
-Only imports: nothing here may start a thread, since each CLI run is forked from this process.
+Only imports: nothing here may start a Python thread, since each CLI run is forked from this
+process. (pyarrow, which MLflow imports, starts jemalloc's background thread; jemalloc's own fork
+handlers take care of it.)
 """
 
 import threading

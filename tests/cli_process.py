@@ -15,7 +15,7 @@ the environment ``cli`` always gave, since OpenMP reads its thread count when to
 
 Rejected: calling ``main`` inside the test process (no pid to signal, state shared between calls);
 ``os.fork`` of the test process itself (pytest's and xdist's threads make forking it unsafe). A call
-that needs another environment or a stdin (``env=``) starts a fresh interpreter as before.
+that needs another environment (``popen(..., env=...)``) starts a fresh interpreter as before.
 """
 
 from __future__ import annotations
@@ -105,11 +105,12 @@ class CLIProcess:
 
     def __init__(self, folder: Path, args: tuple[str, ...], log: Path | None) -> None:
         self.args = ["python", "-m", "ablations", *args]
-        self._scratch = Path(tempfile.mkdtemp(prefix="cli-"))
-        self._out = log if log is not None else self._scratch / "stdout"
-        self._err = self._out if log is not None else self._scratch / "stderr"
-        self._out.write_text("")
-        self._err.write_text("")
+        # stdout and stderr: both to ``log``, or each to its own file in a scratch folder
+        self._scratch = None if log is not None else Path(tempfile.mkdtemp(prefix="cli-"))
+        self._out = log if self._scratch is None else self._scratch / "stdout"
+        self._err = log if self._scratch is None else self._scratch / "stderr"
+        for path in {self._out, self._err}:
+            path.write_text("")
         self._proc = _context().Process(
             target=_main_in_child, args=(list(args), str(folder), str(self._out), str(self._err)), daemon=False
         )
@@ -139,13 +140,16 @@ class CLIProcess:
         self.send_signal(signal.SIGKILL)
 
     def output(self) -> tuple[str, str]:
-        return self._out.read_text(), self._err.read_text()
+        """stdout and stderr once the process has ended; the scratch folder goes with them."""
+        out, err = self._out.read_text(), self._err.read_text()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+        return out, err
 
     def communicate(self, timeout: float | None = None) -> tuple[str, None]:
         """Wait for the exit; stdout and stderr together, as ``popen`` gave them (stderr=STDOUT)."""
         self.wait(timeout)
         out, err = self.output()
-        shutil.rmtree(self._scratch, ignore_errors=True)
         return (out if self._out == self._err else out + err), None
 
 
@@ -159,7 +163,6 @@ def cli(folder: Path, *args: str, timeout: float = 600) -> subprocess.CompletedP
         proc.wait(30)
         raise
     out, err = proc.output()
-    shutil.rmtree(proc._scratch, ignore_errors=True)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)  # type: ignore[arg-type]
 
 
@@ -176,4 +179,3 @@ def popen(
         [sys.executable, "-m", "ablations", *args], cwd=folder, env={**os.environ, **BASE_ENV, **env},
         stdout=subprocess.PIPE if log is None else log.open("w"), stderr=subprocess.STDOUT, text=True,
     )
-
