@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from core import registry
 from core.components import ComponentError, build_loss, build_transform, check_components
 from core.config import RunConfig, apply_overrides
+from tests.cli_process import cli
 from tests.test_engine import REPO, TINY
 
 SOLARIZE = '''
@@ -61,6 +62,9 @@ def make_package(root: Path, version: str = "1.0", code: str = SOLARIZE) -> Path
 def run_cli(
     folder: Path, *args: str, paths: tuple[Path, ...] = (), timeout: float = 300
 ) -> subprocess.CompletedProcess:
+    """The CLI in ``folder``; with ``paths`` (a plugin's site folders) in a fresh interpreter that can see them."""
+    if not paths:
+        return cli(folder, *args, timeout=timeout)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *map(str, paths)]), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "ablations", *args], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=timeout)

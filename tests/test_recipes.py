@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from ablations.study import load_study, points, trial_config
 from ablations.yamlfile import ConfigFileError
 from core.config import RunConfig
 from core.recipes import RecipeError, load_recipe, nested_fields, recipe_names
+from tests.cli_process import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -222,9 +222,7 @@ def test_a_bad_recipe_axis_is_refused_at_its_line(tmp_path):
 
 # ------------------------------------------------------------------- the commands, as a user runs them
 def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ablations", *args], capture_output=True, text=True, cwd=cwd, timeout=120
-    )
+    return cli(cwd, *args, timeout=120)
 
 
 def test_recipes_lists_each_with_its_source_and_shows_one():
