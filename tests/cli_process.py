@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -107,6 +108,9 @@ class CLIProcess:
         self.args = ["python", "-m", "ablations", *args]
         # stdout and stderr: both to ``log``, or each to its own file in a scratch folder
         self._scratch = None if log is not None else Path(tempfile.mkdtemp(prefix="cli-"))
+        # a run never read (output() not called) still leaves no folder behind: removed when the
+        # object goes or the test process exits
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self._scratch), True) if self._scratch else None
         self._out = log if self._scratch is None else self._scratch / "stdout"
         self._err = log if self._scratch is None else self._scratch / "stderr"
         for path in {self._out, self._err}:
@@ -142,8 +146,8 @@ class CLIProcess:
     def output(self) -> tuple[str, str]:
         """stdout and stderr once the process has ended; the scratch folder goes with them."""
         out, err = self._out.read_text(), self._err.read_text()
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
+        if self._cleanup is not None:
+            self._cleanup()
         return out, err
 
     def communicate(self, timeout: float | None = None) -> tuple[str, None]:

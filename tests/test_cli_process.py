@@ -3,6 +3,7 @@ output and exit status, and a process of its own that signals reach."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -33,3 +34,12 @@ def test_a_forked_run_is_its_own_process_and_dies_by_the_signal_sent(tmp_path):
     assert proc.pid not in (os.getpid(), os.getppid()) and proc.poll() is None
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(60) == -signal.SIGKILL
+
+
+def test_a_run_whose_output_is_never_read_leaves_no_scratch_folder(tmp_path):
+    proc = popen(tmp_path, "no-such-command")
+    scratch = proc._scratch  # the launcher's own folder for the run's stdout and stderr
+    assert proc.wait(60) == 2 and scratch.is_dir()
+    del proc
+    gc.collect()
+    assert not scratch.exists()
