@@ -157,8 +157,21 @@ class CLIProcess:
         return (out if self._out == self._err else out + err), None
 
 
-def cli(folder: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """``python -m ablations ARGS`` in ``folder``, one thread: its exit status, stdout and stderr."""
+def _fresh_env(env: dict[str, str]) -> dict[str, str]:
+    """A fresh interpreter's environment: this process's, the tests' CLI environment, then ``env``."""
+    return {**os.environ, **BASE_ENV, **env}
+
+
+def cli(
+    folder: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m ablations ARGS`` in ``folder``, one thread: its exit status, stdout and stderr.
+
+    With ``env`` (variables to add), a fresh interpreter, since the fork server's environment is fixed.
+    """
+    if env is not None:
+        return subprocess.run([sys.executable, "-m", "ablations", *args], cwd=folder, env=_fresh_env(env),
+                              capture_output=True, text=True, timeout=timeout)
     proc = CLIProcess(folder, args, None)
     try:
         proc.wait(timeout)
@@ -180,6 +193,6 @@ def popen(
     if env is None:
         return CLIProcess(folder, args, log)
     return subprocess.Popen(
-        [sys.executable, "-m", "ablations", *args], cwd=folder, env={**os.environ, **BASE_ENV, **env},
+        [sys.executable, "-m", "ablations", *args], cwd=folder, env=_fresh_env(env),
         stdout=subprocess.PIPE if log is None else log.open("w"), stderr=subprocess.STDOUT, text=True,
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -63,11 +62,8 @@ def run_cli(
     folder: Path, *args: str, paths: tuple[Path, ...] = (), timeout: float = 300
 ) -> subprocess.CompletedProcess:
     """The CLI in ``folder``; with ``paths`` (a plugin's site folders) in a fresh interpreter that can see them."""
-    if not paths:
-        return cli(folder, *args, timeout=timeout)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *map(str, paths)]), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "ablations", *args], cwd=folder, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    env = {"PYTHONPATH": os.pathsep.join([str(REPO), *map(str, paths)])} if paths else None
+    return cli(folder, *args, timeout=timeout, env=env)
 
 
 def study_with(folder: Path, ops: str, extra_base: str = "", grid: str = "  loss.temperature: [0.5]\n") -> Path:
