@@ -88,3 +88,14 @@ def test_the_shipped_subset_is_the_seeded_draw_from_full_cifar10(tmp_path):
         assert torch.equal(a, b)
     assert torch.bincount(whole.train_labels).tolist() == [400] * 10
     assert torch.bincount(whole.test_labels).tolist() == [200] * 10
+
+
+def test_the_readme_test_command_is_the_one_ci_runs():
+    """The quick start's second line says CI runs exactly it: the pytest call there and in .ci/run agree."""
+    readme = (REPO / "README.md").read_text()
+    quick = readme.split("```bash", 1)[1].split("```", 1)[0]
+    (readme_call,) = [line.split("&&", 1)[1].split("#", 1)[0].strip() for line in quick.splitlines()
+                      if "pytest" in line]
+    ci_calls = [line.split("#", 1)[0].strip() for line in (REPO / ".ci/run").read_text().splitlines()
+                if line.lstrip().startswith("pytest")]
+    assert ci_calls == [readme_call]
