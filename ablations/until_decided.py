@@ -8,7 +8,8 @@ rule's last look is reached, a trial of the round did not finish (failed or inte
 ``run`` retries it), or ``--max-trials`` is spent: with ``--until-decided`` it counts the study's
 trials in all (every attempt, its own and added, across invocations), so a stated budget holds
 however often the command is resumed. Rerunning the same command resumes: the rule, the seeds
-already added and the trials already run are all in the storage.
+already added and the trials already run are all in the storage. Workers sharing the storage share
+the rounds: the first to judge adds one, and the others, finding it added, run it with it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ RunOnce = Callable[[int | None], list[Any]]
 
 @dataclass
 class Outcome:
-    """What the rounds did: every worker report, the rounds added, and why they stopped."""
+    """What the rounds did: every worker report, the rounds run (added here or by another worker), and why
+    they stopped."""
 
     reports: list[Any] = field(default_factory=list)
     rounds: int = 0
@@ -73,8 +75,24 @@ def run_until_decided(opt: optuna.Study, plan: Plan, name: str, tracking_uri: st
         return None if max_trials is None else max_trials - added_seeds.attempts(opt)
 
     round_number = added_seeds.rounds_added(opt)
+
+    def joined() -> bool:
+        """Whether another worker has added a round this one has not seen: it judged the same
+        trials a moment earlier (two workers end a round together), so this one runs it with it
+        instead of stopping (seen on results/cpu: the second worker left a 49-trial round to one)."""
+        nonlocal round_number
+        newest = added_seeds.rounds_added(opt)
+        if newest <= round_number:
+            return False
+        log.info("round %d was added by another worker: running it too", newest)
+        out.rounds += newest - round_number
+        round_number = newest
+        return True
+
     while True:
         out.reports += run_once(budget())
+        if joined():
+            continue
         if added_seeds.waiting(opt):
             out.stopped = (f"--max-trials {max_trials} spent" if budget() is not None and budget() <= 0
                            else "trials are left to run (a trial failed or was stopped: run the same command again)")
@@ -95,6 +113,8 @@ def run_until_decided(opt: optuna.Study, plan: Plan, name: str, tracking_uri: st
                            f"({rule.max_seeds} seeds per point)")
             return out
         added = added_seeds.add_seeds(opt, plan, targets, round_number + 1)
+        if added.trials == 0 and joined():
+            continue
         if added.trials == 0:
             out.stopped = "no seed could be added (the points asked for already have them; a trial may have failed)"
             return out

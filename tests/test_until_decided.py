@@ -111,6 +111,68 @@ def test_rounds_under_a_budget_survive_a_kill_in_an_added_round_and_keep_their_r
     assert (tmp_path / "re" / "report.md").read_text() == report
 
 
+@pytest.mark.slow
+def test_a_worker_that_finds_the_next_round_added_by_another_runs_it_too(tmp_path, monkeypatch):
+    """Two workers end a round together and both judge it; the one that finds the next round added
+    by the other runs the round with it instead of stopping: here round 1 lands as its own trials
+    end, round 2 between its reading the trials and adding its seeds. Seen on results/cpu's
+    augment_pairs (2026-12-03): the second worker stopped with "no seed could be added" and left a
+    49-trial round to the first."""
+    from dataclasses import replace
+
+    from mlflow import MlflowClient
+
+    from ablations import until_decided
+    from ablations.added_seeds import add_seeds, rounds_added, stored_rule
+    from ablations.engine import PARENT_RUN, EngineOptions, work
+    from ablations.plan import make_plan
+    from ablations.study import load_study
+    from reports.looks import study_verdicts
+    from reports.trials import load_trials
+
+    path = study_file(tmp_path, epochs=1)
+    own = cli(tmp_path, "run", str(path), *UNTIL, "--max-trials", "4")  # the study's own trials, rule fixed
+    assert own.returncode == 0 and "stopped: --max-trials 4 spent" in own.stdout, own.stdout + own.stderr
+    storage, tracking = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    plan = make_plan(load_study(path))
+    opt = optuna.load_study(study_name="tiny", storage=storage)
+    rule = stored_rule(opt)
+    assert rule is not None
+
+    def the_other_worker_adds_a_round() -> None:  # what the other worker does, having judged the same trials
+        verdicts = study_verdicts(load_trials(tracking, "tiny", plan.fingerprint), "color_strength",
+                                  plan.study.metric, dict(plan.study.report), plan.study.direction, rule)
+        targets, _ = until_decided.undecided_targets(verdicts, rule, plan)
+        assert add_seeds(opt, plan, targets, rounds_added(opt) + 1).trials == 2
+
+    options = EngineOptions(storage=storage, tracking_uri=tracking, runs_dir=tmp_path / "runs", progress=False,
+                            heartbeat_interval=1, grace_period=2)
+    started, calls, reads = time.time(), [], []
+
+    def run_once(budget: int | None) -> list:
+        calls.append(budget)
+        if len(calls) == 1:  # this worker's own trials end, and the other worker adds round 1
+            the_other_worker_adds_a_round()
+            return []
+        return [work(plan, "tiny", replace(options, max_trials=budget), started)]
+
+    def read_then_the_other_adds(*args):
+        df = load_trials(*args)
+        reads.append(len(df))
+        if len(reads) == 1:  # after round 1, the other worker adds round 2 while this one judges
+            the_other_worker_adds_a_round()
+        return df
+
+    monkeypatch.setattr(until_decided, "load_trials", read_then_the_other_adds)
+    outcome = until_decided.run_until_decided(opt, plan, "tiny", tracking, MlflowClient(tracking_uri=tracking),
+                                              opt.user_attrs[PARENT_RUN], rule, run_once, None)
+    assert outcome.stopped == "1 of 1 claims undecided at the rule's last look (4 seeds per point)"
+    assert outcome.rounds == 2 and reads == [6, 8]  # judged after each round, both rounds run here
+    done = sorted((json.loads(t.user_attrs["axes"])["augment.color.strength"], t.user_attrs["seed"])
+                  for t in trials(tmp_path) if t.state.name == "COMPLETE")
+    assert done == [(s, seed) for s in (0.125, 1.0) for seed in range(4)]  # each seed once
+
+
 @pytest.mark.parametrize("body,extra,expected", [
     (STUDY.replace("repeats: 2", "repeats: 1"), (), "needs repeats >= 2"),
     (STUDY.replace("kind: color_strength", "kind: generic"), (), "makes none"),
