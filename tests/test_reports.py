@@ -524,3 +524,24 @@ def test_a_pruned_trial_reads_pruned_not_killed(tmp_path):
     df = load_trials(uri, "search")
     assert df.set_index("trial")["status"].to_dict() == {0: "pruned (epoch 3)", 1: "killed", 2: "finished"}
     assert "pruned_epoch" not in df.columns
+
+
+@pytest.mark.parametrize("folder", committed_report_folders() or [None],
+                         ids=lambda d: f"{d.parent.name}/{d.name}" if d else "none")
+def test_every_committed_report_has_a_learning_curve_figure_of_all_its_points(folder):
+    if folder is None:
+        pytest.skip("no report folder committed under results/SCALE/ yet")
+    from reports.curves import CAPTION, CURVES_CSV, NO_HISTORY
+
+    curves = pd.read_csv(folder / "tables" / CURVES_CSV)
+    trials = pd.read_csv(folder / "tables" / "trials.csv")
+    finished = trials[trials["status"] == "finished"]
+    # every finished trial's (point, seed) has its per-epoch history
+    assert set(zip(curves["point"], curves["seed"])) >= set(zip(finished["point"], finished["seed"]))
+    loss_epochs = curves[curves["metric"] == "loss"].groupby(["point", "seed"])["epoch"].nunique()
+    assert loss_epochs.min() > 1  # a curve, not a point, for every run
+    assert {"loss", "knn_top1"} <= set(curves["metric"])
+    for ext in ("png", "svg"):
+        assert (folder / "figures" / f"learning_curves.{ext}").stat().st_size > 10_000
+    report = (folder / "report.md").read_text()
+    assert "](figures/learning_curves.png)" in report and CAPTION in report and NO_HISTORY not in report
