@@ -3,6 +3,7 @@ study's progress lines, the experiment as `mlflow ui` shows it, and run director
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -101,6 +102,11 @@ def test_sigterm_requeues_the_trial_kills_the_study_run_and_the_next_run_resumes
     trials = optuna_trials(tmp_path)
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]  # re-queued, claimable now
     assert trials[0].user_attrs["failure_reason"].startswith("terminated (SIGTERM)")
+    # the floor came before the first trial: a report of the stopped study already weighs against it
+    interim = cli(tmp_path, "report", "tiny")
+    assert interim.returncode == 0, interim.stderr
+    summary = json.loads((tmp_path / "reports_out" / "tiny" / "summary.json").read_text())
+    assert (summary.get("floor") or {}).get("by_seed"), "the report of a stopped study has no floor"
 
     started = time.monotonic()
     again = cli(tmp_path, "run", str(study), "--grace-period", "600", "--no-progress")

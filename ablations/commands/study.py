@@ -390,6 +390,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         opt = load_or_create(plan, name, make_storage(storage_url, options, client), client)
         parent = opt.user_attrs[PARENT_RUN]
         mark_running(client, parent, study)
+        if not args.no_floor:  # first: a report taken while the study runs (or after a kill) has its floor too
+            _floor(plan, client, name, parent)
 
         def run_once(budget: int | None) -> list[Any]:
             opts = replace(options, max_trials=budget)
@@ -421,8 +423,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     state = close_study_run(client, opt, parent, interrupted=False)
     print("\n" + run_summary(reports, opt, state) + f" (storage {storage_url}, MLflow {tracking_uri})")
-    if not args.no_floor:
-        _floor(plan, client, name, parent)
     print_table(tracking_uri, name, study.metric, plan.fingerprint)
     print(f"MLflow: {ui_link(tracking_uri, client.get_experiment_by_name(name).experiment_id)}")
     return 0
