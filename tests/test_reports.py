@@ -23,6 +23,7 @@ from mlflow import MlflowClient
 from ablations.cli import main
 from core.numerics import device_name, resolve_numerics
 from reports import reference
+from reports.curves import CAPTION, CURVES_CSV, NO_HISTORY
 from reports.layouts import build
 from reports.render import StudyInfo, write_report
 from reports.trials import read_trials_csv
@@ -341,8 +342,12 @@ def committed_report_folders() -> list[Path]:
                   if (d / "summary.json").exists() or (d / "tables" / "trials.csv").exists())
 
 
-@pytest.mark.parametrize("folder", committed_report_folders() or [None],
-                         ids=lambda d: f"{d.parent.name}/{d.name}" if d else "none")
+# each test of the committed reports runs once per folder (one "none" case, skipped, before any exists)
+over_committed_reports = pytest.mark.parametrize(
+    "folder", committed_report_folders() or [None], ids=lambda d: f"{d.parent.name}/{d.name}" if d else "none")
+
+
+@over_committed_reports
 def test_every_committed_report_folder_rebuilds_to_its_own_summary(tmp_path, monkeypatch, folder):
     if folder is None:
         pytest.skip("no report folder committed under results/cpu/*/ yet: each one found there is rebuilt "
@@ -526,13 +531,10 @@ def test_a_pruned_trial_reads_pruned_not_killed(tmp_path):
     assert "pruned_epoch" not in df.columns
 
 
-@pytest.mark.parametrize("folder", committed_report_folders() or [None],
-                         ids=lambda d: f"{d.parent.name}/{d.name}" if d else "none")
+@over_committed_reports
 def test_every_committed_report_has_a_learning_curve_figure_of_all_its_points(folder):
     if folder is None:
         pytest.skip("no report folder committed under results/SCALE/ yet")
-    from reports.curves import CAPTION, CURVES_CSV, NO_HISTORY
-
     curves = pd.read_csv(folder / "tables" / CURVES_CSV)
     trials = pd.read_csv(folder / "tables" / "trials.csv")
     finished = trials[trials["status"] == "finished"]
